@@ -1,0 +1,1 @@
+//! Importers (ONNX, safetensors) and target writers.

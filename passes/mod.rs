@@ -1,0 +1,1 @@
+//! Compiler passes over the IR: cleanup, fusion, pruning, shape pinning, quantization.
