@@ -5,6 +5,7 @@
 //! (`main.rs`). The top-level folders are modules of this one crate.
 
 pub mod ir;
+pub mod progress;
 
 #[path = "../calibration/mod.rs"]
 pub mod calibration;
