@@ -1,5 +1,6 @@
 //! The graph IR every importer produces and every target consumes.
 
+pub mod compare;
 pub mod dtype;
 pub mod error;
 pub mod graph;
