@@ -37,7 +37,11 @@ fn referenced_layers(source: &str) -> Vec<(usize, usize)> {
                     .chars()
                     .take_while(|c| c.is_alphanumeric() || *c == '_')
                     .collect();
-                let target = if ident == "main" { "cli" } else { ident.as_str() };
+                let target = if ident == "main" {
+                    "cli"
+                } else {
+                    ident.as_str()
+                };
                 if let Some(layer) = LAYERS.iter().position(|l| *l == target) {
                     found.push((line_no + 1, layer));
                 }
@@ -92,7 +96,11 @@ fn violations(root: &Path) -> Vec<String> {
 fn layers_only_depend_downwards() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let found = violations(root);
-    assert!(found.is_empty(), "layering violations:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "layering violations:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]

@@ -37,8 +37,14 @@ impl Agreement {
 /// Why two tensors cannot be compared element by element.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mismatch {
-    Shape { actual: Vec<usize>, expected: Vec<usize> },
-    DType { actual: DType, expected: DType },
+    Shape {
+        actual: Vec<usize>,
+        expected: Vec<usize>,
+    },
+    DType {
+        actual: DType,
+        expected: DType,
+    },
 }
 
 impl std::fmt::Display for Mismatch {
@@ -47,7 +53,9 @@ impl std::fmt::Display for Mismatch {
             Mismatch::Shape { actual, expected } => {
                 write!(f, "shape {actual:?}, expected {expected:?}")
             }
-            Mismatch::DType { actual, expected } => write!(f, "dtype {actual}, expected {expected}"),
+            Mismatch::DType { actual, expected } => {
+                write!(f, "dtype {actual}, expected {expected}")
+            }
         }
     }
 }
@@ -136,7 +144,10 @@ mod tests {
             Err(Mismatch::Shape { .. })
         ));
         let i = Tensor::I64(ArrayD::from_shape_vec(IxDyn(&[1]), vec![1]).unwrap());
-        assert!(matches!(compare(&f32s(&[1.0]), &i), Err(Mismatch::DType { .. })));
+        assert!(matches!(
+            compare(&f32s(&[1.0]), &i),
+            Err(Mismatch::DType { .. })
+        ));
     }
 
     #[test]
