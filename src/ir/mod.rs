@@ -5,6 +5,7 @@ pub mod dtype;
 pub mod error;
 pub mod graph;
 pub mod ops;
+pub mod patch;
 pub mod shape;
 pub mod tensor;
 pub mod text;
