@@ -1,1 +1,5 @@
 //! Compiler passes over the IR: cleanup, fusion, pruning, shape pinning, quantization.
+
+pub mod manager;
+
+pub use manager::{Changed, Pass, PassCx, Repeat, RunOptions, Stage, run_stages};
