@@ -1,5 +1,6 @@
 //! Compiler passes over the IR: cleanup, fusion, pruning, shape pinning, quantization.
 
+pub mod dce;
 pub mod manager;
 
 pub use manager::{Changed, Pass, PassCx, Repeat, RunOptions, Stage, run_stages};
