@@ -1,3 +1,4 @@
 //! Importers (ONNX, safetensors) and target writers.
 
+pub mod safetensors;
 pub mod tract_reference;
