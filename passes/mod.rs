@@ -3,5 +3,6 @@
 pub mod cse;
 pub mod dce;
 pub mod manager;
+pub mod noop;
 
 pub use manager::{Changed, Pass, PassCx, Repeat, RunOptions, Stage, run_stages};
