@@ -3,6 +3,7 @@
 pub mod dtype;
 pub mod error;
 pub mod graph;
+pub mod infer;
 pub mod ops;
 pub mod shape;
 pub mod tensor;
