@@ -4,6 +4,7 @@ pub mod compare;
 pub mod dtype;
 pub mod error;
 pub mod graph;
+pub mod infer;
 pub mod ops;
 pub mod patch;
 pub mod shape;
