@@ -841,3 +841,61 @@ fn fixtures_import_and_verify() {
         assert_eq!(g.metadata.opsets.get(""), Some(&17), "{file}");
     }
 }
+
+#[test]
+fn hostile_attributes_and_declared_sizes_are_errors_not_panics() {
+    let pool = node(
+        "MaxPool",
+        &["x"],
+        &["y"],
+        vec![
+            attr_ints("kernel_shape", &[1 << 62]),
+            attr_ints("dilations", &[8]),
+        ],
+    );
+    assert!(import(&one_node(13, pool, &["1", "1", "4"])).is_err());
+    let pads = node(
+        "AveragePool",
+        &["x"],
+        &["y"],
+        vec![
+            attr_ints("kernel_shape", &[1]),
+            attr_ints("pads", &[i64::MAX, i64::MAX]),
+        ],
+    );
+    assert!(import(&one_node(13, pads, &["1", "1", "4"])).is_err());
+    let split = node(
+        "Split",
+        &["x"],
+        &["y"],
+        vec![attr_int("num_outputs", 1 << 40)],
+    );
+    assert!(import(&one_node(18, split, &["4"])).is_err());
+    let d2s = node(
+        "DepthToSpace",
+        &["x"],
+        &["y"],
+        vec![attr_int("blocksize", 1 << 40)],
+    );
+    assert!(import(&one_node(13, d2s, &["1", "4", "2", "2"])).is_err());
+
+    let huge = (1u64 << 40).to_string();
+    let m = model(ModelSpec {
+        opset: 13,
+        nodes: vec![
+            node("Reshape", &["x", "s"], &["r"], vec![]),
+            node("ConstantOfShape", &["s"], &["c"], vec![]),
+            node("Expand", &["x", "s"], &["y"], vec![]),
+        ],
+        inputs: vec![
+            value("x", DataType::Float, &["2"]),
+            value("s", DataType::Int64, &[huge.as_str()]),
+        ],
+        outputs: vec!["r", "c", "y"],
+        initializers: vec![],
+    });
+    let g = import(&m).unwrap();
+    for &o in &g.outputs {
+        assert_eq!(g.fact(o).shape, Shape::Unranked);
+    }
+}
