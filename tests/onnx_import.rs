@@ -899,3 +899,34 @@ fn hostile_attributes_and_declared_sizes_are_errors_not_panics() {
         assert_eq!(g.fact(o).shape, Shape::Unranked);
     }
 }
+
+#[test]
+fn raw_initializer_data_stays_in_the_input_buffer() {
+    let raw: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let w = TensorProto {
+        name: "w".into(),
+        data_type: DataType::Float as i32,
+        dims: vec![4],
+        raw_data: Bytes::from(raw.clone()),
+        ..Default::default()
+    };
+    let m = model(ModelSpec {
+        opset: 13,
+        nodes: vec![node("Add", &["x", "w"], &["y"], vec![])],
+        inputs: vec![value("x", DataType::Float, &["4"])],
+        outputs: vec!["y"],
+        initializers: vec![w],
+    });
+    let input = Bytes::from(m.encode_to_vec());
+    let range = input.as_ptr() as usize..input.as_ptr() as usize + input.len();
+    let g = onnx::import_bytes(input.clone(), Path::new("m.onnx"), None).unwrap();
+    let data = &g.weights.iter().next().unwrap().1.data;
+    assert_eq!(&data[..], &raw[..]);
+    assert!(
+        range.contains(&(data.as_ptr() as usize)),
+        "weight bytes were copied"
+    );
+}
