@@ -2,6 +2,7 @@
 
 pub mod dtype;
 pub mod error;
+pub mod eval;
 pub mod graph;
 pub mod ops;
 pub mod shape;
