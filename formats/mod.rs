@@ -1,1 +1,3 @@
 //! Importers (ONNX, safetensors) and target writers.
+
+pub mod onnx;

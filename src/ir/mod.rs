@@ -4,6 +4,7 @@ pub mod dtype;
 pub mod error;
 pub mod eval;
 pub mod graph;
+pub mod infer;
 pub mod ops;
 pub mod shape;
 pub mod tensor;
