@@ -12,6 +12,7 @@ conformance:
 # Benchmarks: writes bench/RESULTS.md.
 bench:
     cargo build --release
+    cargo test --test oracle_setup
     python3 bench/run.py
 
 fmt:
@@ -24,4 +25,4 @@ lint:
 # Regenerates the committed fixtures (deterministic) inside the oracle venv.
 fixtures:
     cargo test --test oracle_setup -- --nocapture
-    "$(cat target/oracle-python-path)" fixtures/generate.py
+    "$(python3 -c "import json; print(json.load(open('target/oracle-paths.json'))['python'])")" fixtures/generate.py

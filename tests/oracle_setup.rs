@@ -165,3 +165,18 @@ fn hostile_corpus_is_provisioned() {
         assert_file(&dir.join(name));
     }
 }
+
+/// Scripts outside the test suite (bench/run.py, `just fixtures`) find the
+/// provisioned oracles through this file instead of re-deriving cache keys.
+#[test]
+fn paths_are_published_for_scripts() {
+    let paths = serde_json::json!({
+        "python": common::oracle_python(),
+        "node_tests": common::node_tests_dir(),
+        "real_models": common::real_models_dir(),
+        "real_inputs": common::real_inputs_dir(),
+    });
+    let target = common::repo_root().join("target");
+    fs::create_dir_all(&target).unwrap();
+    fs::write(target.join("oracle-paths.json"), paths.to_string()).unwrap();
+}

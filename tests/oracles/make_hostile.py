@@ -153,8 +153,6 @@ def cases(out_dir):
     bad_conv = [helper.make_node("Conv", ["x", "w"], ["y"], name="conv", strides=[0, 0])]
     cw = numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "w")
     yield "conv_zero_stride.onnx", model(bad_conv, [f32("x", [1, 1, 8, 8])], [f32("y", None)], [cw])
-    neg_in = helper.make_tensor_value_info("x", TensorProto.FLOAT, [-4, 2])
-    yield "negative_input_dim.onnx", model([helper.make_node("Relu", ["x"], ["y"], name="r")], [neg_in], [f32("y", None)])
     yield "deep_subgraphs.onnx", deeply_nested_model(300)
 
 
