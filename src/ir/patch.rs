@@ -110,9 +110,10 @@ impl Patch {
         self.removals.push(node);
     }
 
-    /// Applies the patch. A graph output that is redirected keeps its name: the
-    /// new value takes the old value's name (the old one is renamed), so model
-    /// signatures survive rewrites. Redirecting a graph output to a graph input
+    /// Applies the patch. A value the patch creates takes the name of the value
+    /// it replaces, and so does any value that replaces a graph output (the old
+    /// value is renamed), so names stay stable and model signatures survive
+    /// rewrites. Redirecting a graph output to a graph input
     /// or to another output would change the signature and is refused; rules
     /// check for it before they match.
     pub fn apply(self, g: &mut Graph) -> Result<Rewrite> {
@@ -159,8 +160,8 @@ impl Patch {
             }
         }
 
-        for (old, new) in &self.redirects {
-            let new = resolve(*new, &resolved, g.value_count())?;
+        for (old, target) in &self.redirects {
+            let new = resolve(*target, &resolved, g.value_count())?;
             let ids: Vec<NodeId> = g.nodes().map(|(id, _)| id).collect();
             for id in ids {
                 for input in g.node_mut(id).inputs.iter_mut().flatten() {
@@ -169,7 +170,8 @@ impl Patch {
                     }
                 }
             }
-            if g.outputs.contains(old) {
+            let is_output = g.outputs.contains(old);
+            if is_output {
                 let new_is_signature = matches!(g.value(new).def, super::graph::ValueDef::Input(_))
                     || g.outputs.contains(&new);
                 if new_is_signature {
@@ -179,12 +181,14 @@ impl Patch {
                         g.value(new).name
                     )));
                 }
-                let name = g.value(*old).name.clone();
-                g.value_mut(*old).name = format!("{name}.replaced");
-                g.value_mut(new).name = name;
                 for out in g.outputs.iter_mut().filter(|o| *o == old) {
                     *out = new;
                 }
+            }
+            if is_output || matches!(target, PatchValue::New(_)) {
+                let name = g.value(*old).name.clone();
+                g.value_mut(*old).name = format!("{name}.replaced");
+                g.value_mut(new).name = name;
             }
         }
         for n in self.removals {
@@ -267,6 +271,40 @@ mod tests {
             print(&g, &PrintOptions::default())
                 .contains("node mul: z: f32[N,4] = Mul (a, minus_one)")
         );
+    }
+
+    #[test]
+    fn a_new_value_takes_the_name_of_the_value_it_replaces() {
+        let mut g = parse(DOUBLE_RELU).unwrap();
+        let r1 = node_named(&g, "r1");
+        let a = g.node(r1).outputs[0];
+        let fact = g.fact(a).clone();
+        let mut p = Patch::new("relu_as_max");
+        let zero = p.add_weight(
+            Weight::new(
+                "zero",
+                crate::ir::DType::F32,
+                vec![],
+                0f32.to_le_bytes().to_vec().into(),
+            )
+            .unwrap(),
+        );
+        let out = p.add_node(
+            "max",
+            Op::Max,
+            vec![Some(p.tap(g.inputs[0])), Some(zero)],
+            vec![("tmp".into(), fact)],
+        );
+        p.redirect(a, out[0]);
+        p.remove_node(r1);
+        p.apply(&mut g).unwrap();
+        verify(&g).unwrap();
+        let text = print(&g, &PrintOptions::default());
+        assert!(
+            text.contains("node max: a: f32[N,4] = Max (x, zero)"),
+            "{text}"
+        );
+        assert!(text.contains("= Relu (a)"), "{text}");
     }
 
     #[test]
