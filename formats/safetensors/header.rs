@@ -96,6 +96,9 @@ pub fn parse(path: &Path, file: &[u8]) -> Result<Header> {
                 format!("tensor '{name}': {msg}"),
             )
         };
+        if name.is_empty() {
+            return Err(fail(0, "tensor names must not be empty".into()));
+        }
         if !seen.insert(name.clone()) {
             return Err(fail(1, "listed twice".into()));
         }

@@ -222,6 +222,10 @@ fn bad_json_and_bad_fields_are_located() {
         (r#"{"a":{"dtype":"F32","shape":[1]}}"#, "data_offsets"),
         (r#"{"__metadata__":{"k":1}}"#, "bad JSON"),
         (r#"[1,2]"#, "bad JSON"),
+        (
+            r#"{"":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+            "must not be empty",
+        ),
         ("", "bad JSON"),
     ];
     for (header, expected) in cases {
