@@ -3,6 +3,7 @@
 pub mod compare;
 pub mod dtype;
 pub mod error;
+pub mod eval;
 pub mod graph;
 pub mod infer;
 pub mod ops;
