@@ -2,36 +2,19 @@
 //! importer against the recorded outputs: no panics, every test's tensors
 //! readable, and no inferred fixed dim that disagrees with the real output.
 //!
-//! The tests live in `$EDGECONV_NODE_TESTS` (default
-//! `~/.cache/edgeconv/node-tests-*`); without them this test does nothing.
+//! The tests are provisioned by `common::node_tests_dir` (never skipped).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 
 use edgeconv::formats::onnx;
 use edgeconv::ir::{DType, Dim};
 use edgeconv::progress::Silent;
 
-fn node_tests_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("EDGECONV_NODE_TESTS") {
-        return Some(PathBuf::from(d));
-    }
-    let cache = Path::new(&std::env::var_os("HOME")?).join(".cache/edgeconv");
-    std::fs::read_dir(cache)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("node-tests-"))
-        })
-}
-
 #[test]
 fn backend_node_tests_import_with_consistent_shapes() {
-    let Some(dir) = node_tests_dir() else {
-        eprintln!("no ONNX node tests on disk; skipped");
-        return;
-    };
+    let dir = common::node_tests_dir();
     let mut tests: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
