@@ -169,6 +169,29 @@ fn run_writes_every_output_keyed_by_name() {
 }
 
 #[test]
+fn running_a_checkpoint_writes_its_tensors_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("weights.npz");
+    let model = fixtures().join("tiny_llama");
+    let out = edgeconv(&[
+        "run",
+        model.to_str().unwrap(),
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let arrays = edgeconv::calibration::npy::read_npz(&out_path).unwrap();
+    let bytes = std::fs::read(model.join("model.safetensors")).unwrap();
+    let reference = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(arrays.len(), reference.len());
+    for (name, tensor) in &arrays {
+        let expected = reference.tensor(name).unwrap();
+        assert_eq!(tensor.shape(), expected.shape(), "{name}");
+        assert_eq!(tensor.to_bytes(), expected.data(), "{name}");
+    }
+}
+
+#[test]
 fn run_rejects_wrong_inputs_with_exit_2_naming_them() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("out.npz");
