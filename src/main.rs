@@ -13,6 +13,7 @@ use edgeconv::exit;
 use edgeconv::ir::text::{PrintOptions, print};
 use edgeconv::progress::{Progress, Silent};
 
+use cli::inputs::InputArg;
 use cli::inspect::Summary;
 use cli::progress_bar::TerminalBar;
 
@@ -35,11 +36,14 @@ enum Command {
     /// Describe a model without reading its weights: inputs, outputs, ops,
     /// parameters by dtype, symbolic dims, largest tensors.
     Inspect(InspectArgs),
+    /// Run a model with the reference interpreter on .npy inputs and write
+    /// every output to an .npz archive.
+    Run(RunArgs),
 }
 
 #[derive(Args)]
 struct InspectArgs {
-    /// A .safetensors file or a Hugging Face checkpoint folder.
+    /// An .onnx file, a .safetensors file or a Hugging Face checkpoint folder.
     model: PathBuf,
     /// Print one JSON object (schema in docs/CLI.md) instead of text.
     #[arg(long, conflicts_with = "ir")]
@@ -47,6 +51,18 @@ struct InspectArgs {
     /// Print the imported graph in the IR text form.
     #[arg(long)]
     ir: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// An .onnx file.
+    model: PathBuf,
+    /// A graph input and the .npy file holding it; give one per model input.
+    #[arg(short, long = "input", value_name = "NAME=FILE.npy")]
+    inputs: Vec<InputArg>,
+    /// The .npz archive to write, one array per graph output, keyed by output name.
+    #[arg(short, long, value_name = "OUT.npz")]
+    output: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +74,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Inspect(args) => inspect(&args, progress.as_ref()),
+        Command::Run(args) => {
+            cli::run::run(&args.model, &args.inputs, &args.output, progress.as_ref())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

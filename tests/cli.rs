@@ -29,12 +29,8 @@ fn assert_fails(out: &Output, code: i32, needle: &str) {
     assert!(err.contains(needle), "expected '{needle}' in: {err}");
 }
 
-/// The checked-in fixtures; `EDGECONV_FIXTURES` points elsewhere (a checkout
-/// whose fixtures are not committed yet).
 fn fixtures() -> PathBuf {
-    std::env::var_os("EDGECONV_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures"))
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
 /// Writes a safetensors file with the reference crate.
@@ -59,11 +55,6 @@ fn write_safetensors(path: &Path, tensors: &[(&str, Dtype, Vec<usize>)]) {
 #[test]
 fn inspect_json_on_the_tiny_llama_fixture() {
     let model = fixtures().join("tiny_llama");
-    assert!(
-        model.is_dir(),
-        "{} is missing (set EDGECONV_FIXTURES to a fixtures folder)",
-        model.display()
-    );
     let out = edgeconv(&["inspect", "--json", model.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -134,6 +125,115 @@ fn inspect_text_and_ir_on_a_bert_checkpoint() {
     let out = edgeconv(&["--quiet", "inspect", "--ir", folder]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("weight bert.embeddings.word_embeddings.weight: f16[30,8]"));
+}
+
+#[test]
+fn inspect_json_on_an_onnx_model_with_symbolic_dims() {
+    let model = fixtures().join("dynamic_batch.onnx");
+    let out = edgeconv(&["inspect", "--json", model.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["format"], "onnx");
+    assert_eq!(json["opsets"][""], 17);
+    assert_eq!(json["symbols"], serde_json::json!(["N"]));
+    assert_eq!(
+        json["inputs"],
+        serde_json::json!([{"name": "x", "dtype": "f32", "shape": ["N", 3, 8, 8]}])
+    );
+    assert_eq!(json["outputs"][1]["name"], "channel_ids");
+    assert_eq!(json["ops"]["Conv"], 1);
+    assert_eq!(json["ops"]["Range"], 1);
+}
+
+#[test]
+fn run_writes_every_output_keyed_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.npz");
+    let model = fixtures().join("dynamic_batch.onnx");
+    let input = fixtures().join("inputs/dynamic_batch/3/x.npy");
+    let x = format!("x={}", input.display());
+    let out = edgeconv(&[
+        "run",
+        model.to_str().unwrap(),
+        "-i",
+        &x,
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let arrays = edgeconv::calibration::npy::read_npz(&out_path).unwrap();
+    let names: Vec<&str> = arrays.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["logits", "channel_ids"]);
+    assert_eq!(arrays[0].1.shape(), [5, 10]);
+    assert_eq!(arrays[1].1.to_i64_vec().unwrap(), [0, 1, 2].repeat(5));
+}
+
+#[test]
+fn running_a_checkpoint_writes_its_tensors_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("weights.npz");
+    let model = fixtures().join("tiny_llama");
+    let out = edgeconv(&[
+        "run",
+        model.to_str().unwrap(),
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let arrays = edgeconv::calibration::npy::read_npz(&out_path).unwrap();
+    let bytes = std::fs::read(model.join("model.safetensors")).unwrap();
+    let reference = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(arrays.len(), reference.len());
+    for (name, tensor) in &arrays {
+        let expected = reference.tensor(name).unwrap();
+        assert_eq!(tensor.shape(), expected.shape(), "{name}");
+        assert_eq!(tensor.to_bytes(), expected.data(), "{name}");
+    }
+}
+
+#[test]
+fn run_rejects_wrong_inputs_with_exit_2_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.npz");
+    let model = fixtures().join("mlp.onnx");
+    let model = model.to_str().unwrap();
+    let out_arg = out_path.to_str().unwrap();
+    let wrong_shape = fixtures().join("inputs/cnn_bn/0/image.npy");
+    let x = format!("x={}", wrong_shape.display());
+    assert_fails(
+        &edgeconv(&["run", model, "-i", &x, "-o", out_arg]),
+        2,
+        &format!(
+            "input 'x' from {}: shape [1, 3, 32, 32]",
+            wrong_shape.display()
+        ),
+    );
+    let right = fixtures().join("inputs/mlp/0/x.npy");
+    let y = format!("y={}", right.display());
+    assert_fails(
+        &edgeconv(&["run", model, "-i", &y, "-o", out_arg]),
+        2,
+        "no input 'y'",
+    );
+    assert_fails(
+        &edgeconv(&["run", model, "-o", out_arg]),
+        2,
+        "missing -i NAME=FILE.npy",
+    );
+    assert_fails(
+        &edgeconv(&["run", model, "-i", "x", "-o", out_arg]),
+        2,
+        "NAME=FILE.npy",
+    );
+    let broken = dir.path().join("broken.npy");
+    std::fs::write(&broken, b"\x93NUMPY\x01\x00\xff\xff").unwrap();
+    let x = format!("x={}", broken.display());
+    assert_fails(
+        &edgeconv(&["run", model, "-i", &x, "-o", out_arg]),
+        2,
+        "input 'x': ",
+    );
+    assert!(!out_path.exists());
 }
 
 #[test]

@@ -96,6 +96,9 @@ pub fn parse(path: &Path, file: &[u8]) -> Result<Header> {
                 format!("tensor '{name}': {msg}"),
             )
         };
+        if name.is_empty() {
+            return Err(fail(0, "tensor names must not be empty".into()));
+        }
         if !seen.insert(name.clone()) {
             return Err(fail(1, "listed twice".into()));
         }
@@ -117,50 +120,9 @@ pub fn parse(path: &Path, file: &[u8]) -> Result<Header> {
                 return Err(fail(0, format!("unknown dtype '{}'", raw_tensor.dtype)));
             }
         };
-        let shape: Vec<usize> = raw_tensor
-            .shape
-            .0
-            .iter()
-            .map(|&d| usize::try_from(d))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|_| {
-                fail(
-                    0,
-                    format!("shape {:?} does not fit in memory", raw_tensor.shape.0),
-                )
-            })?;
-        let (begin, end) = raw_tensor.data_offsets;
-        if begin > end {
-            return Err(fail(
-                0,
-                format!("data_offsets [{begin}, {end}] end before they begin"),
-            ));
-        }
-        if end > data_len {
-            return Err(fail(
-                0,
-                format!("data_offsets [{begin}, {end}] run past the {data_len}-byte data section"),
-            ));
-        }
-        let needed = expected_bytes(dtype, &shape)
-            .ok_or_else(|| fail(0, format!("shape {shape:?} of {dtype} overflows")))?;
-        if needed != end - begin {
-            return Err(fail(
-                0,
-                format!(
-                    "shape {shape:?} of {dtype} needs {needed} bytes, data_offsets [{begin}, {end}] hold {}",
-                    end - begin
-                ),
-            ));
-        }
-        // Both ends are within the file, whose length fits in usize.
-        let bytes = (data_start + begin) as usize..(data_start + end) as usize;
-        tensors.push(TensorEntry {
-            name,
-            dtype,
-            shape,
-            bytes,
-        });
+        let entry = checked_entry(name.clone(), dtype, &raw_tensor, data_start, data_len)
+            .map_err(|msg| fail(0, msg))?;
+        tensors.push(entry);
     }
     check_no_overlap(path, json, &tensors)?;
     if !unsupported.is_empty() {
@@ -170,6 +132,51 @@ pub fn parse(path: &Path, file: &[u8]) -> Result<Header> {
         tensors,
         metadata: raw.metadata.unwrap_or_default(),
         json: LENGTH_PREFIX as usize..data_start as usize,
+    })
+}
+
+/// The entry of one tensor whose dtype is known, if its shape and offsets
+/// fit the data section (`data_len` bytes from `data_start`).
+fn checked_entry(
+    name: String,
+    dtype: DType,
+    raw: &RawTensor,
+    data_start: u64,
+    data_len: u64,
+) -> std::result::Result<TensorEntry, String> {
+    let shape: Vec<usize> = raw
+        .shape
+        .0
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| format!("shape {:?} does not fit in memory", raw.shape.0))?;
+    let (begin, end) = raw.data_offsets;
+    if begin > end {
+        return Err(format!(
+            "data_offsets [{begin}, {end}] end before they begin"
+        ));
+    }
+    if end > data_len {
+        return Err(format!(
+            "data_offsets [{begin}, {end}] run past the {data_len}-byte data section"
+        ));
+    }
+    let needed = expected_bytes(dtype, &shape)
+        .ok_or_else(|| format!("shape {shape:?} of {dtype} overflows"))?;
+    if needed != end - begin {
+        return Err(format!(
+            "shape {shape:?} of {dtype} needs {needed} bytes, data_offsets [{begin}, {end}] hold {}",
+            end - begin
+        ));
+    }
+    // Both ends are within the mapped file, whose length fits in usize.
+    let bytes = (data_start + begin) as usize..(data_start + end) as usize;
+    Ok(TensorEntry {
+        name,
+        dtype,
+        shape,
+        bytes,
     })
 }
 

@@ -3,11 +3,11 @@
 //! `model.safetensors.index.json`, plus its config and tokenizer files).
 //!
 //! A checkpoint has no dataflow, so the imported graph is weights only: no
-//! inputs, no nodes and no outputs, one weight (added with
-//! [`Graph::add_weight`]) per tensor. Weights are not graph outputs because
-//! they are not computed results; writers of checkpoint formats iterate
-//! `g.weights`, and passes that drop unused weights must leave graphs without
-//! nodes alone.
+//! inputs and no nodes, one weight (added with [`Graph::add_weight`]) per
+//! tensor, and every weight's value listed in `g.outputs`, in import order.
+//! Listing them as outputs states that the parameters are what the model
+//! delivers: they are live, so the verifier checks them, dead-code
+//! elimination and `compact` keep them, and the text form prints them.
 //!
 //! Tensor bytes are never copied or read at import: each weight's data is a
 //! slice of the memory-mapped file, so importing reads only the headers.
@@ -34,7 +34,8 @@ pub use roles::role_for;
 /// The single-file checkpoint name inside a Hugging Face folder.
 pub const SINGLE_FILE: &str = "model.safetensors";
 
-/// Imports a `.safetensors` file or a checkpoint folder as a weights-only graph.
+/// Imports a `.safetensors` file or a checkpoint folder as a weights-only
+/// graph whose outputs are its weights.
 ///
 /// For a folder, the tensors come from `model.safetensors.index.json` (every
 /// shard it names) or else `model.safetensors`; `config.json`,
@@ -126,7 +127,8 @@ fn load_shards(
                 map.slice(tensor.bytes),
             )?;
             weight.role = role_for(&weight.name);
-            g.add_weight(weight);
+            let value = g.add_weight(weight);
+            g.outputs.push(value);
         }
         for (key, value) in header.metadata {
             g.metadata.props.entry(key).or_insert(value);

@@ -222,6 +222,10 @@ fn bad_json_and_bad_fields_are_located() {
         (r#"{"a":{"dtype":"F32","shape":[1]}}"#, "data_offsets"),
         (r#"{"__metadata__":{"k":1}}"#, "bad JSON"),
         (r#"[1,2]"#, "bad JSON"),
+        (
+            r#"{"":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+            "must not be empty",
+        ),
         ("", "bad JSON"),
     ];
     for (header, expected) in cases {
@@ -282,8 +286,15 @@ fn a_single_file_imports_as_zero_copy_weights() {
     let g = import(&dir.path().join("m.safetensors"), &Silent).unwrap();
     assert_eq!(g.name, "m");
     assert_eq!(g.metadata.source_format, "safetensors");
-    assert!(g.inputs.is_empty() && g.outputs.is_empty() && g.node_count() == 0);
+    assert!(g.inputs.is_empty() && g.node_count() == 0);
     assert_eq!(g.weights.len(), 4);
+    let outputs: Vec<&str> = g
+        .outputs
+        .iter()
+        .map(|&v| g.value(v).name.as_str())
+        .collect();
+    let weights: Vec<&str> = g.weights.iter().map(|(_, w)| w.name.as_str()).collect();
+    assert_eq!(outputs, weights);
     assert_eq!(g.param_count(), 8 + 4 + 2 + 1);
     crate::ir::verify::verify(&g).unwrap();
 
@@ -309,6 +320,20 @@ fn a_single_file_imports_as_zero_copy_weights() {
             None
         ]
     );
+}
+
+#[test]
+fn checkpoint_weights_survive_dead_code_elimination() {
+    use crate::passes::{Pass, PassCx, dce::DeadCodeElimination};
+    let dir = folder(&[("model.safetensors", &llama_tensors())]);
+    let mut g = import(dir.path(), &Silent).unwrap();
+    DeadCodeElimination
+        .run(&mut g, &mut PassCx::default())
+        .unwrap();
+    assert_eq!(g.weights.len(), 4);
+    assert_eq!(g.outputs.len(), 4);
+    let text = crate::ir::text::print(&g, &Default::default());
+    assert!(text.contains("weight model.norm.weight: f16[2]"), "{text}");
 }
 
 #[test]

@@ -11,6 +11,9 @@ use serde_json::Value as Json;
 
 /// How many of the largest weights the summary lists.
 const LARGEST_COUNT: usize = 10;
+/// How many inputs and outputs the text form lists (checkpoints have one
+/// output per tensor); the JSON form lists all.
+const LISTED_VALUES: usize = 8;
 
 /// The summary `inspect` prints; its JSON form is the `--json` contract
 /// documented in docs/CLI.md.
@@ -181,13 +184,12 @@ impl Summary {
                 let shape: Vec<String> = t.shape.iter().map(usize::to_string).collect();
                 let kind = format!("{}[{}]", t.dtype, shape.join(","));
                 let role = t.role.as_deref().unwrap_or("");
-                writeln!(
-                    out,
+                let row = format!(
                     "  {:<width$}  {kind:<20} {:>10}  {role}",
                     t.name,
                     human_bytes(t.bytes)
-                )
-                .expect("write to string");
+                );
+                writeln!(out, "{}", row.trim_end()).expect("write to string");
             }
         }
         out
@@ -212,8 +214,9 @@ fn values_text(values: &[ValueInfo]) -> String {
     if values.is_empty() {
         return "none".into();
     }
-    let items: Vec<String> = values
+    let mut items: Vec<String> = values
         .iter()
+        .take(LISTED_VALUES)
         .map(|v| {
             let dtype = v.dtype.as_deref().unwrap_or("?");
             let shape = match &v.shape {
@@ -232,6 +235,9 @@ fn values_text(values: &[ValueInfo]) -> String {
             format!("{}: {dtype}{shape}", v.name)
         })
         .collect();
+    if values.len() > LISTED_VALUES {
+        items.push(format!("... and {} more", values.len() - LISTED_VALUES));
+    }
     items.join(", ")
 }
 

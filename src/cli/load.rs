@@ -2,20 +2,24 @@
 
 use std::path::Path;
 
-use edgeconv::formats::safetensors;
+use edgeconv::formats::{onnx, safetensors};
 use edgeconv::ir::error::{Error, Result};
 use edgeconv::ir::graph::Graph;
 use edgeconv::progress::Progress;
 
-/// Imports `path`: a `.safetensors` file or a checkpoint folder.
+/// Imports `path`: an `.onnx` file, a `.safetensors` file or a checkpoint
+/// folder, told apart by extension.
 pub fn import(path: &Path, progress: &dyn Progress) -> Result<Graph> {
     let metadata = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if metadata.is_dir() || extension.eq_ignore_ascii_case("safetensors") {
-        return safetensors::import(path, progress);
+        safetensors::import(path, progress)
+    } else if extension.eq_ignore_ascii_case("onnx") {
+        onnx::import(path, progress)
+    } else {
+        Err(Error::Input(format!(
+            "{}: cannot tell the model format; expected an .onnx file, a .safetensors file or a checkpoint folder",
+            path.display()
+        )))
     }
-    Err(Error::Input(format!(
-        "{}: cannot tell the model format; expected a .safetensors file or a checkpoint folder",
-        path.display()
-    )))
 }
