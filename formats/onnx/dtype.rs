@@ -4,9 +4,27 @@ use crate::ir::DType;
 
 use super::proto::tensor_proto::DataType;
 
-/// The IR dtype of an ONNX element type code, or the reason there is none.
-pub fn from_onnx(code: i32) -> Result<DType, String> {
-    let known = DataType::try_from(code).map_err(|_| format!("unknown element type {code}"))?;
+/// Why an ONNX element type code has no IR dtype.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DTypeError {
+    /// Not an element type ONNX defines (or `UNDEFINED`): a malformed file.
+    Undefined(i32),
+    /// An ONNX element type edgeconv does not support (float8, float4, ...).
+    Unsupported(&'static str),
+}
+
+impl std::fmt::Display for DTypeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DTypeError::Undefined(code) => write!(f, "element type {code} is not defined by ONNX"),
+            DTypeError::Unsupported(name) => write!(f, "element type {name} is not supported"),
+        }
+    }
+}
+
+/// The IR dtype of an ONNX element type code, or why there is none.
+pub fn from_onnx(code: i32) -> Result<DType, DTypeError> {
+    let known = DataType::try_from(code).map_err(|_| DTypeError::Undefined(code))?;
     Ok(match known {
         DataType::Float => DType::F32,
         DataType::Uint8 => DType::U8,
@@ -24,12 +42,8 @@ pub fn from_onnx(code: i32) -> Result<DType, String> {
         DataType::Bfloat16 => DType::BF16,
         DataType::Uint4 => DType::U4,
         DataType::Int4 => DType::I4,
-        other => {
-            return Err(format!(
-                "element type {} is not supported",
-                other.as_str_name()
-            ));
-        }
+        DataType::Undefined => return Err(DTypeError::Undefined(code)),
+        other => return Err(DTypeError::Unsupported(other.as_str_name())),
     })
 }
 
@@ -67,7 +81,8 @@ mod tests {
                 assert_eq!(to_onnx(d).map(|t| t as i32), Some(code));
             }
         }
-        assert!(from_onnx(17).unwrap_err().contains("FLOAT8E4M3FN"));
-        assert!(from_onnx(99).is_err());
+        assert_eq!(from_onnx(17), Err(DTypeError::Unsupported("FLOAT8E4M3FN")));
+        assert_eq!(from_onnx(99), Err(DTypeError::Undefined(99)));
+        assert_eq!(from_onnx(0), Err(DTypeError::Undefined(0)));
     }
 }

@@ -13,6 +13,7 @@ use crate::ir::{Dim, Fact, Graph, Op, Symbols, ValueId, Weight};
 use crate::progress::Progress;
 
 use super::attrs::Attrs;
+use super::dtype::DTypeError;
 use super::external::ExternalFiles;
 use super::names::Names;
 use super::ops::{self, NodeCx};
@@ -26,6 +27,38 @@ const MAX_INFER_CONSTANT: u64 = 4096;
 /// The opset assumed for the default domain when a model imports none
 /// (IR version < 3).
 const DEFAULT_OPSET: i64 = 1;
+
+/// The newest default-domain opset that ONNX 1.23 defines.
+pub const NEWEST_OPSET: i64 = 28;
+
+/// Models from IR version 3 on must import the default domain, at a version
+/// that exists.
+fn check_default_opset(model: &ModelProto) -> Result<()> {
+    let default = model
+        .opset_import
+        .iter()
+        .find(|o| is_default_domain(&o.domain))
+        .map(|o| o.version);
+    match default {
+        None if model.ir_version >= 3 => Err(Error::Graph(format!(
+            "the model (IR version {}) imports no opset for the default ONNX domain",
+            model.ir_version
+        ))),
+        Some(v) if v < 1 => Err(Error::Graph(format!(
+            "opset version {v} for the default ONNX domain does not exist"
+        ))),
+        Some(v) if v > NEWEST_OPSET => {
+            Err(Error::Unsupported(vec![crate::ir::error::Unsupported {
+                node: "(model)".into(),
+                op: "opset_import".into(),
+                reason: format!(
+                    "default-domain opset {v} is newer than the newest edgeconv knows ({NEWEST_OPSET})"
+                ),
+            }]))
+        }
+        _ => Ok(()),
+    }
+}
 
 fn is_default_domain(domain: &str) -> bool {
     domain.is_empty() || domain == "ai.onnx"
@@ -62,6 +95,7 @@ pub fn import_model(
         .graph
         .as_ref()
         .ok_or_else(|| Error::parse(file, 0, "the model has no graph"))?;
+    check_default_opset(model)?;
     let name = if g.name.is_empty() {
         file.file_stem()
             .map_or("model".into(), |s| s.to_string_lossy().into_owned())
@@ -208,12 +242,17 @@ impl<'a> Importer<'a> {
                 return Err(Error::Graph("a graph input has no name".into()));
             }
             let fact = fact_from_type(input.r#type.as_ref(), &mut self.graph.symbols).map_err(
-                |reason| {
-                    Error::Unsupported(vec![crate::ir::error::Unsupported {
-                        node: input.name.clone(),
-                        op: "graph input".into(),
-                        reason,
-                    }])
+                |e| match e {
+                    DTypeError::Undefined(_) => {
+                        Error::Graph(format!("graph input '{}': {e}", input.name))
+                    }
+                    DTypeError::Unsupported(_) => {
+                        Error::Unsupported(vec![crate::ir::error::Unsupported {
+                            node: input.name.clone(),
+                            op: "graph input".into(),
+                            reason: e.to_string(),
+                        }])
+                    }
                 },
             )?;
             let v = self.graph.add_input(&input.name, fact);

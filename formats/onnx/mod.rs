@@ -54,7 +54,7 @@ fn import_from(
     progress: &dyn Progress,
 ) -> Result<Graph> {
     let model: proto::ModelProto = decode::decode(data, path)?;
-    import::import_model(&model, path, base_dir, progress)
+    import::import_model(&model, path, base_dir, progress).map_err(|e| e.in_file(path))
 }
 
 /// Fails with one [`Error::Unsupported`] listing every custom (unknown) node.

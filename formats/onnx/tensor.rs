@@ -25,12 +25,13 @@ pub fn tensor_error(file: &Path, tensor: &str, msg: impl std::fmt::Display) -> E
 /// The IR dtype and dims of a tensor, checked (dims non-negative, byte size
 /// representable).
 fn dtype_and_shape(t: &TensorProto, file: &Path) -> Result<(DType, Vec<usize>)> {
-    let dtype = dtype::from_onnx(t.data_type).map_err(|reason| {
-        Error::Unsupported(vec![Unsupported {
+    let dtype = dtype::from_onnx(t.data_type).map_err(|e| match e {
+        dtype::DTypeError::Undefined(_) => tensor_error(file, &t.name, e),
+        dtype::DTypeError::Unsupported(_) => Error::Unsupported(vec![Unsupported {
             node: t.name.clone(),
             op: "tensor".into(),
-            reason: format!("{} ({reason})", file.display()),
-        }])
+            reason: e.to_string(),
+        }]),
     })?;
     let shape = t
         .dims

@@ -17,7 +17,10 @@ fn is_dim_name(p: &str) -> bool {
 
 /// The fact a declared type gives. Named dims become symbols of that name,
 /// unnamed unknown dims fresh symbols; non-tensor types are unknown facts.
-pub fn fact_from_type(tp: Option<&TypeProto>, symbols: &mut Symbols) -> Result<Fact, String> {
+pub fn fact_from_type(
+    tp: Option<&TypeProto>,
+    symbols: &mut Symbols,
+) -> Result<Fact, dtype::DTypeError> {
     let Some(TypeValue::TensorType(t)) = tp.and_then(|t| t.value.as_ref()) else {
         return Ok(Fact::unknown());
     };

@@ -52,6 +52,13 @@ pub enum Error {
     Input(String),
     #[error("{} unsupported:\n{}", plural(.0.len()), list_unsupported(.0))]
     Unsupported(Vec<Unsupported>),
+    /// A node, graph or unsupported-op error inside a model file, located by the file's path.
+    #[error("{}: {source}", path.display())]
+    InFile {
+        path: PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
     /// A check the user asked for did not pass.
     #[error("check failed: {0}")]
     CheckFailed(String),
@@ -83,6 +90,19 @@ impl Error {
             | Error::Input(_) => exit::BAD_INPUT,
             Error::Unsupported(_) => exit::UNSUPPORTED,
             Error::CheckFailed(_) => exit::CHECK_FAILED,
+            Error::InFile { source, .. } => source.exit_code(),
+        }
+    }
+
+    /// Locates a node, graph or unsupported-op error in the file it came from;
+    /// errors that already name a file are returned as they are.
+    pub fn in_file(self, path: impl Into<PathBuf>) -> Error {
+        match self {
+            Error::Node { .. } | Error::Graph(_) | Error::Unsupported(_) => Error::InFile {
+                path: path.into(),
+                source: Box::new(self),
+            },
+            other => other,
         }
     }
 

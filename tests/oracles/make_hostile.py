@@ -141,7 +141,7 @@ def cases(out_dir):
     del no_opset.opset_import[:]
     yield "no_opset.onnx", no_opset
     yield "opset_0.onnx", model([helper.make_node("Relu", ["x"], ["y"], name="r")], [f32("x", [2])], [f32("y", [2])], opset=0)
-    yield "opset_huge.onnx", model([helper.make_node("Relu", ["x"], ["y"], name="r")], [f32("x", [2])], [f32("y", [2])], opset=1 << 40)
+    yield "unsupported_opset_huge.onnx", model([helper.make_node("Relu", ["x"], ["y"], name="r")], [f32("x", [2])], [f32("y", [2])], opset=1 << 40)
     too_few = [helper.make_node("Add", ["x"], ["y"], name="add")]
     yield "arity_low.onnx", model(too_few, [f32("x", [2])], [f32("y", [2])])
     too_many = [helper.make_node("Relu", ["x", "x", "x"], ["y"], name="relu")]

@@ -159,18 +159,16 @@ fn dispatch(op: &Op, cx: &mut Cx) -> Result<Vec<Inferred>, String> {
         | Selu(_)
         | Gelu(_)
         | Shrink(_)
-        | Softmax(_)
-        | LogSoftmax(_)
-        | Hardmax(_)
-        | LpNormalization(_)
         | MeanVarianceNormalization(_)
         | BatchNormalization(_)
         | InstanceNormalization(_)
-        | LayerNormalization(_)
         | GroupNormalization(_)
         | CumSum(_)
         | Trilu(_)
         | PRelu => one(cx.same_as(0)?),
+        Softmax(a) | LogSoftmax(a) | Hardmax(a) => one(cx.same_as_with_axis(a.axis)?),
+        LpNormalization(a) => one(cx.same_as_with_axis(a.axis)?),
+        LayerNormalization(a) => one(cx.same_as_with_axis(a.axis)?),
         Identity => {
             let x = cx.input(0)?;
             one(Inferred::new(x.fact.dtype, x.fact.shape.clone()).with_sym(x.sym.clone()))
@@ -302,6 +300,14 @@ impl Cx<'_> {
     fn same_as(&self, i: usize) -> Result<Inferred, String> {
         let x = self.input(i)?;
         Ok(Inferred::new(x.fact.dtype, x.fact.shape.clone()))
+    }
+
+    /// The same dtype and shape as input 0, whose rank (when known) must have `axis`.
+    fn same_as_with_axis(&self, axis: i64) -> Result<Inferred, String> {
+        if let Some(rank) = self.input(0)?.fact.shape.rank() {
+            norm_axis(axis, rank)?;
+        }
+        self.same_as(0)
     }
 
     /// The symbolic value of input `i`, if known.
