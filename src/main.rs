@@ -63,6 +63,10 @@ struct RunArgs {
     /// The .npz archive to write, one array per graph output, keyed by output name.
     #[arg(short, long, value_name = "OUT.npz")]
     output: PathBuf,
+    /// Which runtime computes the outputs: edgeconv's reference interpreter, or
+    /// tract (an independent ONNX runtime, for cross-checking; .onnx models only).
+    #[arg(long, value_enum, default_value_t = cli::run::Engine::Edgeconv)]
+    engine: cli::run::Engine,
 }
 
 fn main() -> ExitCode {
@@ -75,7 +79,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect(&args, progress.as_ref()),
         Command::Run(args) => {
-            cli::run::run(&args.model, &args.inputs, &args.output, progress.as_ref())
+            let engine = args.engine;
+            cli::run::run(
+                &args.model,
+                &args.inputs,
+                &args.output,
+                engine,
+                progress.as_ref(),
+            )
         }
     };
     match result {

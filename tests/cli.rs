@@ -299,3 +299,44 @@ fn unsupported_dtypes_exit_3() {
         "F8_E4M3",
     );
 }
+
+#[test]
+fn run_with_the_tract_engine_agrees_with_the_interpreter() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixtures().join("cnn_bn.onnx");
+    let input = format!(
+        "image={}",
+        fixtures().join("inputs/cnn_bn/0/image.npy").display()
+    );
+    let mut results = Vec::new();
+    for engine in ["edgeconv", "tract"] {
+        let out = dir.path().join(format!("{engine}.npz"));
+        let args = [
+            "run",
+            model.to_str().unwrap(),
+            "-i",
+            &input,
+            "-o",
+            out.to_str().unwrap(),
+            "--engine",
+            engine,
+        ];
+        let output = edgeconv(&args);
+        assert!(output.status.success(), "{engine}: {}", stderr(&output));
+        results.push(edgeconv::calibration::npy::read_npz(&out).unwrap());
+    }
+    let (ours, tract) = (&results[0], &results[1]);
+    assert_eq!(ours[0].0, "logits");
+    let agreement = edgeconv::ir::compare::compare(&ours[0].1, &tract[0].1).unwrap();
+    assert!(agreement.within(1e-4), "{agreement:?}");
+
+    let not_onnx = edgeconv(&[
+        "run",
+        fixtures().join("tiny_llama").to_str().unwrap(),
+        "-o",
+        dir.path().join("x.npz").to_str().unwrap(),
+        "--engine",
+        "tract",
+    ]);
+    assert_fails(&not_onnx, 2, "--engine tract runs ONNX models only");
+}
