@@ -157,8 +157,9 @@ fn bitwise(op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
                             ShiftDirection::Left => Box::new(move |p: $t, q: $t| {
                                 u32::try_from(q).ok().filter(|&q| q < bits).map_or(0, |q| p << q)
                             }),
+                            // Out-of-range right shifts fill with the sign bit.
                             ShiftDirection::Right => Box::new(move |p: $t, q: $t| {
-                                u32::try_from(q).ok().filter(|&q| q < bits).map_or(0, |q| p >> q)
+                                u32::try_from(q).ok().filter(|&q| q < bits).map_or(p >> (bits - 1), |q| p >> q)
                             }),
                         },
                         other => return Err(format!("{} is not a bitwise op", other.name())),

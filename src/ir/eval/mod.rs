@@ -164,7 +164,7 @@ fn check_inputs(g: &Graph, inputs: &[Tensor]) -> Result<()> {
         let value = g.value(v);
         let name = &value.name;
         if let Some(dtype) = value.fact.dtype {
-            if dtype != t.dtype() {
+            if numeric::held_dtype(dtype) != t.dtype() {
                 return Err(Error::Input(format!(
                     "input '{name}' must be {dtype}, got {}",
                     t.dtype()
@@ -222,7 +222,15 @@ pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, Strin
         Where => broadcast::select(args.get(0)?, args.get(1)?, args.get(2)?),
         Clip => elementwise::clip(args.get(0)?, args.opt(1), args.opt(2)),
         Cast(a) => misc::cast(args.get(0)?, a.to),
-        CastLike(_) => misc::cast(args.get(0)?, args.get(1)?.dtype()),
+        CastLike(a) => {
+            let target = args.get(1)?.dtype();
+            let to = if numeric::held_dtype(a.to) == target {
+                a.to
+            } else {
+                target
+            };
+            misc::cast(args.get(0)?, to)
+        }
         MatMul => matmul::matmul(args.get(0)?, args.get(1)?),
         Gemm(a) => matmul::gemm(a, args.get(0)?, args.get(1)?, args.opt(2)),
         MatMulInteger => quant::matmul_integer(&args),

@@ -172,7 +172,9 @@ pub fn lp_norm(attrs: &LpNormAttrs, x: &Tensor) -> Result<Tensor, String> {
             } else {
                 lane.iter().map(|&v| v * v).sum::<F>().sqrt()
             };
-            lane.mapv_inplace(|v| v / norm);
+            if norm != F::ZERO {
+                lane.mapv_inplace(|v| v / norm);
+            }
         }
         Ok(restore(y, dtype))
     })
