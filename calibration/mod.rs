@@ -1,1 +1,3 @@
 //! Calibration data readers and activation observers.
+
+pub mod npy;

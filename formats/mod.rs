@@ -1,3 +1,5 @@
 //! Importers (ONNX, safetensors) and target writers.
 
 pub mod onnx;
+pub mod safetensors;
+pub mod tract_reference;

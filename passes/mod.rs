@@ -1,1 +1,8 @@
 //! Compiler passes over the IR: cleanup, fusion, pruning, shape pinning, quantization.
+
+pub mod cse;
+pub mod dce;
+pub mod manager;
+pub mod noop;
+
+pub use manager::{Changed, Pass, PassCx, Repeat, RunOptions, Stage, run_stages};

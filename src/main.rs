@@ -1,1 +1,122 @@
-fn main() {}
+//! The `edgeconv` command. Its contract (subcommands, `--json` schema, exit
+//! codes) is documented in docs/CLI.md.
+
+mod cli;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use edgeconv::exit;
+use edgeconv::ir::text::{PrintOptions, print};
+use edgeconv::progress::{Progress, Silent};
+
+use cli::inspect::Summary;
+use cli::progress_bar::TerminalBar;
+
+/// Turns trained models (ONNX, safetensors) into on-device artifacts.
+///
+/// Exit codes: 0 ok, 1 a check failed, 2 bad input or usage, 3 unsupported
+/// op or feature.
+#[derive(Parser)]
+#[command(name = "edgeconv", version, about, long_about)]
+struct Cli {
+    /// No progress bars (they are also off when stderr is not a terminal).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Describe a model without reading its weights: inputs, outputs, ops,
+    /// parameters by dtype, symbolic dims, largest tensors.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// A .safetensors file or a Hugging Face checkpoint folder.
+    model: PathBuf,
+    /// Print one JSON object (schema in docs/CLI.md) instead of text.
+    #[arg(long, conflicts_with = "ir")]
+    json: bool,
+    /// Print the imported graph in the IR text form.
+    #[arg(long)]
+    ir: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let progress: Box<dyn Progress> = if cli.quiet || !std::io::stderr().is_terminal() {
+        Box::new(Silent)
+    } else {
+        Box::new(TerminalBar::default())
+    };
+    let result = match cli.command {
+        Command::Inspect(args) => inspect(&args, progress.as_ref()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", message(&err));
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+/// The error and its causes on one line. Library errors already show their
+/// source (`path: No such file`), so a cause already in the text is skipped.
+fn message(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+/// The documented exit code of a failure: the library error's own code when
+/// there is one, else bad input.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    let code = err
+        .chain()
+        .find_map(|e| e.downcast_ref::<edgeconv::Error>())
+        .map_or(exit::BAD_INPUT, edgeconv::Error::exit_code);
+    u8::try_from(code).unwrap_or(1)
+}
+
+fn inspect(args: &InspectArgs, progress: &dyn Progress) -> anyhow::Result<()> {
+    let g = cli::load::import(&args.model, progress)?;
+    let text = if args.ir {
+        print(&g, &PrintOptions::default())
+    } else {
+        let summary = Summary::of(&g, &args.model.display().to_string());
+        if args.json {
+            let mut json = serde_json::to_string_pretty(&summary)?;
+            json.push('\n');
+            json
+        } else {
+            summary.to_text()
+        }
+    };
+    write_stdout(&text)
+}
+
+/// Writes to stdout; a closed pipe (`edgeconv inspect m | head`) is not an error.
+fn write_stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("writing to stdout"),
+    }
+}

@@ -207,8 +207,15 @@ impl<'a> Importer<'a> {
             if input.name.is_empty() {
                 return Err(Error::Graph("a graph input has no name".into()));
             }
-            let fact = fact_from_type(input.r#type.as_ref(), &mut self.graph.symbols)
-                .map_err(|e| Error::Graph(format!("graph input '{}': {e}", input.name)))?;
+            let fact = fact_from_type(input.r#type.as_ref(), &mut self.graph.symbols).map_err(
+                |reason| {
+                    Error::Unsupported(vec![crate::ir::error::Unsupported {
+                        node: input.name.clone(),
+                        op: "graph input".into(),
+                        reason,
+                    }])
+                },
+            )?;
             let v = self.graph.add_input(&input.name, fact);
             self.values.insert(input.name.clone(), v);
         }

@@ -2,7 +2,7 @@
 //!
 //! The model is memory-mapped and decoded zero-copy: initializer bytes stay
 //! in the map, external data files are mapped too. Every opset from 7 to the
-//! newest of ONNX 1.19 is normalized to the IR's one form per op (see
+//! newest of ONNX 1.23 is normalized to the IR's one form per op (see
 //! [`ops`]); unknown ops become [`Op::Custom`] and [`require_known`] lists
 //! them all.
 

@@ -346,6 +346,79 @@ impl Graph {
         Ok(order)
     }
 
+    /// Rebuilds the arenas with only what the graph still uses: nodes that are
+    /// live, in topological order; values that are inputs, outputs, or read or
+    /// produced by live nodes; weights behind those values or named by their
+    /// quantization parameters. Ids change; names do not.
+    pub fn compact(&mut self) -> Result<()> {
+        let order = self.topo_order()?;
+        let live = super::verify::live_values(self);
+        let mut weight_map: HashMap<WeightId, WeightId> = HashMap::new();
+        let mut weights = WeightStore::default();
+        let mut keep_weight = |w: WeightId, weights: &mut WeightStore| -> WeightId {
+            *weight_map
+                .entry(w)
+                .or_insert_with(|| weights.add(self.weights.get(w).clone()))
+        };
+        let mut value_map: HashMap<ValueId, ValueId> = HashMap::new();
+        let mut values: Vec<Value> = Vec::new();
+        let mut push = |old: ValueId, def: ValueDef, values: &mut Vec<Value>| {
+            let mut v = self.values[old.index()].clone();
+            v.def = def;
+            values.push(v);
+            value_map.insert(old, ValueId((values.len() - 1) as u32));
+        };
+        for (i, &v) in self.inputs.iter().enumerate() {
+            push(v, ValueDef::Input(i), &mut values);
+        }
+        for &v in &live {
+            if let ValueDef::Weight(w) = self.values[v.index()].def {
+                let w = keep_weight(w, &mut weights);
+                push(v, ValueDef::Weight(w), &mut values);
+            }
+        }
+        let mut nodes = Vec::with_capacity(order.len());
+        for (new_id, &id) in order.iter().enumerate() {
+            let node = self.nodes[id.index()]
+                .take()
+                .expect("topo_order lists live nodes");
+            for (slot, &v) in node.outputs.iter().enumerate() {
+                let def = ValueDef::Node {
+                    node: NodeId(new_id as u32),
+                    slot,
+                };
+                push(v, def, &mut values);
+            }
+            nodes.push(node);
+        }
+        for value in &mut values {
+            if let Some(QuantParams::PerAxis {
+                scales,
+                zero_points,
+                ..
+            }) = &mut value.fact.quant
+            {
+                *scales = keep_weight(*scales, &mut weights);
+                if let Some(z) = zero_points {
+                    *z = keep_weight(*z, &mut weights);
+                }
+            }
+        }
+        let map = |v: &ValueId| value_map[v];
+        for node in &mut nodes {
+            for input in node.inputs.iter_mut().flatten() {
+                *input = map(input);
+            }
+            node.outputs = node.outputs.iter().map(map).collect();
+        }
+        self.inputs = self.inputs.iter().map(map).collect();
+        self.outputs = self.outputs.iter().map(map).collect();
+        self.nodes = nodes.into_iter().map(Some).collect();
+        self.values = values;
+        self.weights = weights;
+        Ok(())
+    }
+
     /// Total parameter count (elements of all weights).
     pub fn param_count(&self) -> u64 {
         self.weights.iter().map(|(_, w)| w.element_count()).sum()

@@ -1,11 +1,13 @@
 //! The graph IR every importer produces and every target consumes.
 
+pub mod compare;
 pub mod dtype;
 pub mod error;
 pub mod eval;
 pub mod graph;
 pub mod infer;
 pub mod ops;
+pub mod patch;
 pub mod shape;
 pub mod tensor;
 pub mod text;

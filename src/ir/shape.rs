@@ -5,7 +5,7 @@
 //! inference never fails merely because an expression got too complicated.
 //! Static-shape pinning substitutes values for symbols ([`Dim::substitute`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use super::graph::SymId;
@@ -14,16 +14,19 @@ use super::graph::SymId;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Symbols {
     names: Vec<String>,
+    index: HashMap<String, SymId>,
 }
 
 impl Symbols {
     /// The symbol with this name, created if new.
     pub fn intern(&mut self, name: &str) -> SymId {
-        if let Some(i) = self.names.iter().position(|n| n == name) {
-            return SymId(i as u32);
+        if let Some(&id) = self.index.get(name) {
+            return id;
         }
+        let id = SymId(self.names.len() as u32);
         self.names.push(name.to_string());
-        SymId((self.names.len() - 1) as u32)
+        self.index.insert(name.to_string(), id);
+        id
     }
 
     /// A new symbol with a name not used before, starting from `hint`.
@@ -31,7 +34,7 @@ impl Symbols {
         let mut i = self.names.len();
         loop {
             let name = format!("{hint}{i}");
-            if !self.names.contains(&name) {
+            if !self.index.contains_key(&name) {
                 return self.intern(&name);
             }
             i += 1;
@@ -39,10 +42,7 @@ impl Symbols {
     }
 
     pub fn get(&self, name: &str) -> Option<SymId> {
-        self.names
-            .iter()
-            .position(|n| n == name)
-            .map(|i| SymId(i as u32))
+        self.index.get(name).copied()
     }
 
     pub fn name(&self, id: SymId) -> &str {

@@ -114,7 +114,9 @@ pub fn print(g: &Graph, opts: &PrintOptions) -> String {
         )
         .expect("write to string");
     }
-    for (_, value) in g.values() {
+    let live: std::collections::HashSet<ValueId> =
+        super::verify::live_values(g).into_iter().collect();
+    for (_, value) in g.values().filter(|(id, _)| live.contains(id)) {
         if let ValueDef::Weight(w) = value.def {
             let weight = g.weights.get(w);
             writeln!(

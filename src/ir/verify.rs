@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::error::{Error, Result};
-use super::graph::{Graph, ValueDef, ValueId};
+use super::graph::{Graph, QuantParams, ValueDef, ValueId, WeightId};
 use super::weights::expected_bytes;
 
 /// Checks that the graph is well formed:
@@ -129,20 +129,36 @@ pub fn verify(g: &Graph) -> Result<()> {
     Ok(())
 }
 
-/// Values that are graph inputs, graph outputs, read by a live node, or produced by one.
+/// Values that are graph inputs, graph outputs, read by a live node, produced by
+/// one, or the weights named by those values' per-axis quantization parameters.
 pub fn live_values(g: &Graph) -> Vec<ValueId> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    let mut add = |v: ValueId| {
-        if seen.insert(v) {
-            out.push(v);
-        }
-    };
-    g.inputs.iter().copied().for_each(&mut add);
+    let mut used: Vec<ValueId> = g.inputs.clone();
     for (_, node) in g.nodes() {
-        node.inputs.iter().flatten().copied().for_each(&mut add);
-        node.outputs.iter().copied().for_each(&mut add);
+        used.extend(node.inputs.iter().flatten().copied());
+        used.extend(node.outputs.iter().copied());
     }
-    g.outputs.iter().copied().for_each(&mut add);
-    out
+    used.extend(g.outputs.iter().copied());
+    let quant_weights: HashSet<WeightId> = used
+        .iter()
+        .filter_map(|&v| match g.value(v).fact.quant {
+            Some(QuantParams::PerAxis {
+                scales,
+                zero_points,
+                ..
+            }) => Some([Some(scales), zero_points]),
+            _ => None,
+        })
+        .flatten()
+        .flatten()
+        .collect();
+    if !quant_weights.is_empty() {
+        used.extend(
+            g.values()
+                .filter(|(_, value)| matches!(value.def, ValueDef::Weight(w) if quant_weights.contains(&w)))
+                .map(|(id, _)| id),
+        );
+    }
+    let mut seen = HashSet::new();
+    used.retain(|v| seen.insert(*v));
+    used
 }

@@ -1,6 +1,6 @@
 //! NodeProto -> [`Op`], one file per op family.
 //!
-//! Every opset form (7 up to the newest of ONNX 1.19) is normalized to the
+//! Every opset form (7 up to the newest of ONNX 1.23) is normalized to the
 //! IR's single form: attributes that later became inputs are added as
 //! constant weight inputs, legacy semantics become flags. A node the IR
 //! cannot represent (unknown op or domain, or an attribute value without an

@@ -86,6 +86,9 @@ pub fn convert(op_type: &str, cx: &mut NodeCx) -> Result<Op> {
     })
 }
 
+/// More channels than this are not believed when expanding per-group weights.
+const MAX_CHANNELS: usize = 1 << 20;
+
 /// GroupNormalization-18 takes scale and bias per group; the IR (as opset 21)
 /// per channel. Constant per-group inputs are repeated to per-channel ones.
 /// Returns false when that is not possible (non-constant inputs, unknown C).
@@ -94,7 +97,8 @@ fn per_group_to_per_channel(cx: &mut NodeCx, groups: usize) -> Result<bool> {
         .fact(0)
         .and_then(|f| f.shape.dims()?.get(1)?.fixed())
         .map(|c| c as usize);
-    let Some(c) = channels.filter(|c| groups > 0 && c % groups == 0) else {
+    let plausible = |c: &usize| groups > 0 && c % groups == 0 && *c <= MAX_CHANNELS;
+    let Some(c) = channels.filter(plausible) else {
         return Ok(false);
     };
     for (i, purpose) in [(1, "scale"), (2, "bias")] {

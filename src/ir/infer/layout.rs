@@ -45,7 +45,7 @@ pub(super) fn reshape(allowzero: bool, cx: &mut Cx) -> Result<Inferred, String> 
     let target_len = cx.input(1)?.fact.shape.as_fixed();
     let Some(target) = cx.sym(1).map(<[SymInt]>::to_vec) else {
         let shape = match target_len.as_deref() {
-            Some([n]) => Shape::Ranked(cx.fresh_dims(*n)),
+            Some([n]) => cx.fresh_shape(*n),
             _ => Shape::Unranked,
         };
         return Ok(Inferred::new(dtype, shape));
@@ -269,7 +269,10 @@ pub(super) fn split(a: &SplitAttrs, cx: &mut Cx) -> Result<Vec<Inferred>, String
         }
         (Some(_), None) => vec![None; n],
         (None, _) => {
-            let parts = a.num_outputs.unwrap_or(n).max(1) as u64;
+            if a.num_outputs.is_some_and(|p| p != n) {
+                return Err(format!("num_outputs {:?} for {n} outputs", a.num_outputs));
+            }
+            let parts = n.max(1) as u64;
             match dims[axis].fixed() {
                 Some(d) => {
                     let chunk = d.div_ceil(parts);
@@ -408,7 +411,7 @@ pub(super) fn expand(cx: &mut Cx) -> Result<Inferred, String> {
         None => match cx.input(1)?.fact.shape.as_fixed().as_deref() {
             Some([n]) => {
                 let rank = (*n).max(in_shape.rank().unwrap_or(0));
-                return Ok(Inferred::new(dtype, Shape::Ranked(cx.fresh_dims(rank))));
+                return Ok(Inferred::new(dtype, cx.fresh_shape(rank)));
             }
             _ => return Ok(Inferred::new(dtype, Shape::Unranked)),
         },
@@ -468,7 +471,13 @@ pub(super) fn pad(cx: &mut Cx) -> Result<Inferred, String> {
             .checked_add(pads[k + axes.len()])
             .ok_or("pads overflow")?;
         dims[a] = match dims[a].add_const(total) {
-            Some(d) if dims[a].fixed().is_none_or(|n| n as i64 + total >= 0) => d,
+            Some(d)
+                if dims[a]
+                    .fixed()
+                    .is_none_or(|n| (n as i128) + (total as i128) >= 0) =>
+            {
+                d
+            }
             Some(_) => return Err(format!("pads {total} make axis {a} negative")),
             None => cx.fresh(),
         };
@@ -496,8 +505,8 @@ fn space_depth(block: usize, to_depth: bool, cx: &mut Cx) -> Result<Inferred, St
             dims.len()
         ));
     }
-    let b = block as i64;
-    let b2 = b * b;
+    let b = i64::try_from(block).map_err(|_| "block size overflows")?;
+    let b2 = b.checked_mul(b).ok_or("block size overflows")?;
     let (c, h, w) = if to_depth {
         (
             dims[1].mul_const(b2),

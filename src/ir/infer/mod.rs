@@ -30,6 +30,10 @@ pub use sym::SymInt;
 /// Integer tensors up to this many elements carry a symbolic value.
 pub const MAX_SYM_LEN: usize = 64;
 
+/// Ranks read from a value (the length of a shape tensor) above this are
+/// not believed: the result is unranked instead of a huge dim list.
+const MAX_RANK: usize = 64;
+
 /// What is known about one input of an op.
 #[derive(Clone, Debug)]
 pub struct InferInput {
@@ -284,6 +288,14 @@ impl Cx<'_> {
     /// `dims` of the given rank, all fresh symbols.
     fn fresh_dims(&mut self, rank: usize) -> Vec<Dim> {
         (0..rank).map(|_| self.fresh()).collect()
+    }
+
+    /// A shape of `rank` fresh dims, unranked when `rank` is implausibly large.
+    fn fresh_shape(&mut self, rank: usize) -> Shape {
+        if rank > MAX_RANK {
+            return Shape::Unranked;
+        }
+        Shape::Ranked(self.fresh_dims(rank))
     }
 
     /// The same dtype and shape as input `i`.

@@ -128,7 +128,7 @@ pub(super) fn constant_of_shape(dtype: DType, cx: &mut Cx) -> Result<Inferred, S
     };
     let shape = match (dims, shape_input.fact.shape.as_fixed()) {
         (Some(d), _) => Shape::Ranked(d),
-        (None, Some(s)) if s.len() == 1 => Shape::Ranked(cx.fresh_dims(s[0])),
+        (None, Some(s)) if s.len() == 1 => cx.fresh_shape(s[0]),
         _ => Shape::Unranked,
     };
     Ok(Inferred::new(Some(dtype), shape))

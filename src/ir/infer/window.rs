@@ -29,32 +29,51 @@ struct AxisWindow {
     pads: AxisPads,
 }
 
+const TOO_LARGE: &str = "window sizes overflow";
+
+fn int(v: usize) -> Result<i64, String> {
+    i64::try_from(v).map_err(|_| TOO_LARGE.to_string())
+}
+
+/// `dilation * (kernel - 1) + 1`: the input span one window covers.
+fn span(kernel: usize, dilation: usize) -> Result<i64, String> {
+    let s = dilation
+        .checked_mul(kernel.saturating_sub(1))
+        .and_then(|v| v.checked_add(1))
+        .ok_or(TOO_LARGE)?;
+    int(s)
+}
+
 /// Output length of one spatial axis of a convolution or pooling window.
 /// `None` when not expressible (the caller uses a fresh symbol).
 fn window_out(input: &Dim, w: &AxisWindow, ceil_mode: bool) -> Result<Option<Dim>, String> {
     if w.stride == 0 || w.dilation == 0 || w.kernel == 0 {
         return Err("kernel, stride and dilation must be positive".into());
     }
-    let s = w.stride as i64;
-    let span = (w.dilation * (w.kernel - 1) + 1) as i64;
+    let s = int(w.stride)?;
+    let span = span(w.kernel, w.dilation)?;
     Ok(match w.pads {
         AxisPads::Same => input.add_const(s - 1).and_then(|d| d.div_floor(s)),
         AxisPads::Valid => input.add_const(s - span).and_then(|d| d.div_floor(s)),
         AxisPads::Explicit { begin, end } => {
-            let padded = begin + end - span;
+            let padded = begin
+                .checked_add(end)
+                .and_then(|p| p.checked_sub(span))
+                .ok_or(TOO_LARGE)?;
             match (input.fixed(), ceil_mode) {
                 (Some(n), _) => {
-                    let room = n as i64 + padded;
+                    let n = i64::try_from(n).map_err(|_| TOO_LARGE)?;
+                    let room = n.checked_add(padded).ok_or(TOO_LARGE)?;
                     if room < 0 {
                         return Err(format!("window of {span} does not fit input {n}"));
                     }
                     let mut out = if ceil_mode {
-                        (room + s - 1) / s + 1
+                        (room / s) + i64::from(room % s != 0) + 1
                     } else {
                         room / s + 1
                     };
                     // A window must start inside the input or the begin padding.
-                    if ceil_mode && (out - 1) * s >= n as i64 + begin {
+                    if ceil_mode && (out - 1).saturating_mul(s) >= n.saturating_add(begin) {
                         out -= 1;
                     }
                     Some(Dim::Fixed(out as u64))
@@ -91,8 +110,8 @@ fn spatial_out(
             Padding::SameUpper | Padding::SameLower => AxisPads::Same,
             Padding::Valid => AxisPads::Valid,
             Padding::Explicit(p) => AxisPads::Explicit {
-                begin: at(p, i, 0) as i64,
-                end: at(p, i + n, 0) as i64,
+                begin: int(at(p, i, 0))?,
+                end: int(at(p, i + n, 0))?,
             },
         };
         let window = AxisWindow {
@@ -161,24 +180,31 @@ pub(super) fn conv_transpose(a: &ConvTransposeAttrs, cx: &mut Cx) -> Result<Infe
     let mut out = vec![xd[0].clone(), channels];
     for i in 0..n {
         let dim = if let Some(shape) = &a.output_shape {
-            shape
-                .get(shape.len().wrapping_sub(n) + i)
+            let first = shape.len().checked_sub(n);
+            first
+                .and_then(|f| shape.get(f + i))
                 .map(|&v| Dim::Fixed(v as u64))
         } else if let Some(k) = &kernel {
-            let s = at(&a.strides, i, 1) as i64;
-            let span = (at(&a.dilations, i, 1) * (at(k, i, 1).max(1) - 1) + 1) as i64;
-            let extra = at(&a.output_padding, i, 0) as i64;
+            let s = int(at(&a.strides, i, 1))?;
+            let span = span(at(k, i, 1), at(&a.dilations, i, 1))?;
+            let extra = int(at(&a.output_padding, i, 0))?;
+            let pads = match &a.padding {
+                Padding::Explicit(p) => int(at(p, i, 0))?
+                    .checked_add(int(at(p, i + n, 0))?)
+                    .ok_or(TOO_LARGE)?,
+                _ => 0,
+            };
             match &a.padding {
                 Padding::SameUpper | Padding::SameLower => xd[2 + i].mul_const(s),
                 Padding::Valid | Padding::Explicit(_) => {
-                    let pads = match &a.padding {
-                        Padding::Explicit(p) => (at(p, i, 0) + at(p, i + n, 0)) as i64,
-                        _ => 0,
-                    };
+                    let tail = extra
+                        .checked_add(span)
+                        .and_then(|v| v.checked_sub(pads))
+                        .ok_or(TOO_LARGE)?;
                     xd[2 + i]
                         .add_const(-1)
                         .and_then(|d| d.mul_const(s))
-                        .and_then(|d| d.add_const(extra + span - pads))
+                        .and_then(|d| d.add_const(tail))
                 }
             }
         } else {

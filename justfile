@@ -1,0 +1,28 @@
+# Everyday commands. `just` is optional: each recipe is a plain command you can
+# run yourself; the README's two commands need nothing but cargo and python3.
+
+# The whole test suite (provisions Python oracles and real models on first use).
+test:
+    cargo test
+
+# ONNX backend node tests through import + interpreter, against the manifest.
+conformance:
+    cargo test --release --test conformance -- --nocapture
+
+# Benchmarks: writes bench/RESULTS.md.
+bench:
+    cargo build --release
+    cargo test --test oracle_setup
+    python3 bench/run.py
+
+fmt:
+    cargo fmt
+
+lint:
+    cargo fmt --check
+    cargo clippy --all-targets -- -D warnings
+
+# Regenerates the committed fixtures (deterministic) inside the oracle venv.
+fixtures:
+    cargo test --test oracle_setup -- --nocapture
+    "$(python3 -c "import json; print(json.load(open('target/oracle-paths.json'))['python'])")" fixtures/generate.py

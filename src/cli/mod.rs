@@ -1,0 +1,5 @@
+//! The pieces of the `edgeconv` command behind the argument parsing in `main.rs`.
+
+pub mod inspect;
+pub mod load;
+pub mod progress_bar;

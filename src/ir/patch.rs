@@ -1,0 +1,313 @@
+//! Graph surgery through patches: a rewrite describes what it adds, which uses
+//! it redirects and which nodes it removes, and [`Patch::apply`] performs it in
+//! one step. Passes never walk and mutate the graph ad hoc.
+//!
+//! ```text
+//! let mut p = Patch::new("fold_batchnorm");
+//! let w = p.add_weight(folded_weight);
+//! let y = p.add_node("conv_bn", Op::Conv(attrs), vec![Some(p.tap(x)), Some(w), Some(b)], vec![fact])[0];
+//! p.redirect(bn_output, y);
+//! p.remove_node(conv);
+//! p.remove_node(bn);
+//! p.apply(&mut g)?;
+//! ```
+
+use super::error::{Error, Result};
+use super::graph::{Fact, Graph, NodeId, ValueId};
+use super::ops::Op;
+use super::weights::Weight;
+
+/// A value a patch refers to: one already in the graph, or one the patch adds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchValue {
+    Existing(ValueId),
+    /// The i-th value the patch adds (node outputs and weights, in order).
+    New(usize),
+}
+
+struct NewNode {
+    name: String,
+    op: Op,
+    inputs: Vec<Option<PatchValue>>,
+    outputs: Vec<(String, Fact)>,
+    /// Indices of the node's outputs among the patch's new values.
+    output_values: Vec<usize>,
+}
+
+/// What one applied patch did, for `--explain`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rewrite {
+    pub rule: String,
+    /// Names of the nodes the rule matched (and removed or replaced).
+    pub matched: Vec<String>,
+    /// Names of the nodes it added.
+    pub produced: Vec<String>,
+}
+
+/// A set of changes to a graph, applied at once.
+pub struct Patch {
+    rule: String,
+    /// One entry per new value: the weight, or `None` for a node output.
+    values: Vec<Option<Weight>>,
+    nodes: Vec<NewNode>,
+    redirects: Vec<(ValueId, PatchValue)>,
+    removals: Vec<NodeId>,
+}
+
+impl Patch {
+    /// A patch made by the named rule; the name appears in errors and `--explain`.
+    pub fn new(rule: impl Into<String>) -> Patch {
+        Patch {
+            rule: rule.into(),
+            values: Vec::new(),
+            nodes: Vec::new(),
+            redirects: Vec::new(),
+            removals: Vec::new(),
+        }
+    }
+
+    /// Refers to a value already in the graph.
+    pub fn tap(&self, v: ValueId) -> PatchValue {
+        PatchValue::Existing(v)
+    }
+
+    pub fn add_weight(&mut self, w: Weight) -> PatchValue {
+        self.values.push(Some(w));
+        PatchValue::New(self.values.len() - 1)
+    }
+
+    /// Adds a node; returns its outputs.
+    pub fn add_node(
+        &mut self,
+        name: impl Into<String>,
+        op: Op,
+        inputs: Vec<Option<PatchValue>>,
+        outputs: Vec<(String, Fact)>,
+    ) -> Vec<PatchValue> {
+        let output_values: Vec<usize> = (0..outputs.len())
+            .map(|_| {
+                self.values.push(None);
+                self.values.len() - 1
+            })
+            .collect();
+        let outs = output_values.iter().map(|&i| PatchValue::New(i)).collect();
+        self.nodes.push(NewNode {
+            name: name.into(),
+            op,
+            inputs,
+            outputs,
+            output_values,
+        });
+        outs
+    }
+
+    /// Every use of `old` (node inputs and graph outputs) reads `new` instead.
+    pub fn redirect(&mut self, old: ValueId, new: PatchValue) {
+        self.redirects.push((old, new));
+    }
+
+    pub fn remove_node(&mut self, node: NodeId) {
+        self.removals.push(node);
+    }
+
+    /// Applies the patch. A graph output that is redirected keeps its name: the
+    /// new value takes the old value's name (the old one is renamed), so model
+    /// signatures survive rewrites. Redirecting a graph output to a graph input
+    /// or to another output would change the signature and is refused; rules
+    /// check for it before they match.
+    pub fn apply(self, g: &mut Graph) -> Result<Rewrite> {
+        let fail = |msg: String| Error::Graph(format!("rule {}: {msg}", self.rule));
+        let matched: Vec<String> = self
+            .removals
+            .iter()
+            .map(|&n| {
+                g.try_node(n)
+                    .map(|n| n.name.clone())
+                    .ok_or_else(|| fail(format!("node {} is already removed", n.0)))
+            })
+            .collect::<Result<_>>()?;
+
+        let mut resolved: Vec<Option<ValueId>> = self
+            .values
+            .into_iter()
+            .map(|w| w.map(|w| g.add_weight(w)))
+            .collect();
+        let resolve = |v: PatchValue, resolved: &[Option<ValueId>], value_count: usize| match v {
+            PatchValue::Existing(id) if id.index() < value_count => Ok(id),
+            PatchValue::Existing(id) => Err(fail(format!("value {} does not exist", id.0))),
+            PatchValue::New(i) => resolved
+                .get(i)
+                .copied()
+                .flatten()
+                .ok_or_else(|| fail(format!("new value {i} is used before its node"))),
+        };
+
+        let mut produced = Vec::new();
+        for node in self.nodes {
+            let inputs = node
+                .inputs
+                .iter()
+                .map(|i| {
+                    i.map(|v| resolve(v, &resolved, g.value_count()))
+                        .transpose()
+                })
+                .collect::<Result<Vec<_>>>()?;
+            produced.push(node.name.clone());
+            let (_, outs) = g.add_node(node.name, node.op, inputs, node.outputs);
+            for (i, out) in node.output_values.into_iter().zip(outs) {
+                resolved[i] = Some(out);
+            }
+        }
+
+        for (old, new) in &self.redirects {
+            let new = resolve(*new, &resolved, g.value_count())?;
+            let ids: Vec<NodeId> = g.nodes().map(|(id, _)| id).collect();
+            for id in ids {
+                for input in g.node_mut(id).inputs.iter_mut().flatten() {
+                    if input == old {
+                        *input = new;
+                    }
+                }
+            }
+            if g.outputs.contains(old) {
+                let new_is_signature = matches!(g.value(new).def, super::graph::ValueDef::Input(_))
+                    || g.outputs.contains(&new);
+                if new_is_signature {
+                    return Err(fail(format!(
+                        "graph output '{}' cannot become '{}', which is already a graph input or output",
+                        g.value(*old).name,
+                        g.value(new).name
+                    )));
+                }
+                let name = g.value(*old).name.clone();
+                g.value_mut(*old).name = format!("{name}.replaced");
+                g.value_mut(new).name = name;
+                for out in g.outputs.iter_mut().filter(|o| *o == old) {
+                    *out = new;
+                }
+            }
+        }
+        for n in self.removals {
+            g.remove_node(n);
+        }
+        Ok(Rewrite {
+            rule: self.rule,
+            matched,
+            produced,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::text::{PrintOptions, parse, print};
+    use crate::ir::verify::verify;
+
+    const DOUBLE_RELU: &str = "graph g {
+  input x: f32[N,4]
+  node r1: a: f32[N,4] = Relu (x)
+  node r2: y: f32[N,4] = Relu (a)
+  node neg: z: f32[N,4] = Neg (a)
+  output y, z
+}
+";
+
+    fn node_named(g: &Graph, name: &str) -> NodeId {
+        g.nodes().find(|(_, n)| n.name == name).unwrap().0
+    }
+
+    #[test]
+    fn redirecting_a_graph_output_keeps_its_name() {
+        let mut g = parse(DOUBLE_RELU).unwrap();
+        let (r1, r2) = (node_named(&g, "r1"), node_named(&g, "r2"));
+        let a = g.node(r1).outputs[0];
+        let y = g.node(r2).outputs[0];
+        let mut p = Patch::new("idempotent_relu");
+        p.redirect(y, p.tap(a));
+        p.remove_node(r2);
+        let rewrite = p.apply(&mut g).unwrap();
+        verify(&g).unwrap();
+        assert_eq!(rewrite.matched, vec!["r2"]);
+        assert_eq!(g.value(g.outputs[0]).name, "y");
+        let text = print(&g, &PrintOptions::default());
+        assert!(text.contains("node r1: y: f32[N,4] = Relu (x)"), "{text}");
+        assert!(text.contains("= Neg (y)"), "{text}");
+    }
+
+    #[test]
+    fn new_nodes_and_weights_wire_up() {
+        let mut g = parse(DOUBLE_RELU).unwrap();
+        let neg = node_named(&g, "neg");
+        let z = g.node(neg).outputs[0];
+        let a = g.node(neg).input(0).unwrap();
+        let mut p = Patch::new("neg_as_mul");
+        let minus_one = p.add_weight(
+            Weight::new(
+                "minus_one",
+                crate::ir::DType::F32,
+                vec![],
+                (-1f32).to_le_bytes().to_vec().into(),
+            )
+            .unwrap(),
+        );
+        let fact = g.fact(z).clone();
+        let out = p.add_node(
+            "mul",
+            Op::Mul,
+            vec![Some(p.tap(a)), Some(minus_one)],
+            vec![("z2".into(), fact)],
+        );
+        p.redirect(z, out[0]);
+        p.remove_node(neg);
+        let rewrite = p.apply(&mut g).unwrap();
+        verify(&g).unwrap();
+        assert_eq!(rewrite.produced, vec!["mul"]);
+        assert!(
+            print(&g, &PrintOptions::default())
+                .contains("node mul: z: f32[N,4] = Mul (a, minus_one)")
+        );
+    }
+
+    #[test]
+    fn a_graph_output_cannot_become_a_graph_input() {
+        let mut g = parse(DOUBLE_RELU).unwrap();
+        let r1 = node_named(&g, "r1");
+        let (x, y) = (g.inputs[0], g.outputs[0]);
+        let mut p = Patch::new("drop_everything");
+        p.redirect(y, p.tap(x));
+        p.remove_node(r1);
+        let err = p.apply(&mut g).unwrap_err().to_string();
+        assert!(err.contains("graph output 'y' cannot become 'x'"), "{err}");
+    }
+
+    #[test]
+    fn removing_a_used_node_fails_verification() {
+        let mut g = parse(DOUBLE_RELU).unwrap();
+        let mut p = Patch::new("broken");
+        p.remove_node(node_named(&g, "r1"));
+        p.apply(&mut g).unwrap();
+        assert!(verify(&g).is_err());
+    }
+
+    #[test]
+    fn using_a_new_value_before_its_node_is_an_error() {
+        let mut g = parse(DOUBLE_RELU).unwrap();
+        let mut p = Patch::new("out_of_order");
+        let fact = g.fact(g.outputs[0]).clone();
+        let first = p.add_node(
+            "first",
+            Op::Relu,
+            vec![Some(PatchValue::New(1))],
+            vec![("f".into(), fact.clone())],
+        );
+        p.add_node(
+            "second",
+            Op::Relu,
+            vec![Some(first[0])],
+            vec![("s".into(), fact)],
+        );
+        let err = p.apply(&mut g).unwrap_err().to_string();
+        assert!(err.contains("rule out_of_order"), "{err}");
+    }
+}
