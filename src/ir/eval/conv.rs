@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::matmul::gemm_into;
 use super::numeric::{Number, Real, array_of, restore};
-use super::operands::{Args, element_count};
+use super::operands::{Args, MAX_ELEMENTS, element_count};
 use crate::ir::ops::{ConvAttrs, ConvTransposeAttrs, Padding};
 use crate::ir::tensor::Tensor;
 
@@ -28,14 +28,23 @@ impl Window {
     }
 }
 
-/// `values`, or all ones when empty; must have one entry per spatial dim.
+/// `values`, or all ones when empty; must have one positive entry per
+/// spatial dim. Values are capped so that window arithmetic cannot overflow.
 pub fn per_dim(values: &[usize], rank: usize, name: &str) -> Result<Vec<usize>, String> {
     match values.len() {
         0 => Ok(vec![1; rank]),
-        n if n == rank && values.iter().all(|&v| v > 0) => Ok(values.to_vec()),
+        n if n == rank && values.iter().all(|&v| v > 0 && v <= MAX_ELEMENTS) => Ok(values.to_vec()),
         _ => Err(format!(
             "{name} {values:?} must hold {rank} positive values"
         )),
+    }
+}
+
+/// Checks that window attributes (pads, output sizes) stay below the cap.
+fn capped(values: &[usize], name: &str) -> Result<(), String> {
+    match values.iter().find(|&&v| v > MAX_ELEMENTS) {
+        Some(v) => Err(format!("{name} value {v} is too large")),
+        None => Ok(()),
     }
 }
 
@@ -58,6 +67,9 @@ pub fn window(
     }
     let strides = per_dim(strides, rank, "strides")?;
     let dilations = per_dim(dilations, rank, "dilations")?;
+    if let Padding::Explicit(p) = padding {
+        capped(p, "pads")?;
+    }
     let mut w = Window {
         input: input.to_vec(),
         kernel: kernel.to_vec(),
@@ -325,6 +337,11 @@ pub fn conv_transpose(attrs: &ConvTransposeAttrs, args: &Args) -> Result<Tensor,
         if shape.len() != rank {
             return Err(format!("output_shape {shape:?} must hold {rank} values"));
         }
+        capped(shape, "output_shape")?;
+    }
+    capped(&output_padding, "output_padding")?;
+    if let Padding::Explicit(p) = &attrs.padding {
+        capped(p, "pads")?;
     }
     let full = |d: usize| {
         strides[d] * (s.spatial[d].max(1) - 1)
@@ -591,5 +608,37 @@ mod tests {
         let w = t(&[1, 2, 3, 3], vec![0.0; 18]);
         let inputs = [Some(&big), Some(&w)];
         assert!(conv(&a, &Args::new(&op, &inputs).unwrap()).is_err());
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let w = t(
+            &[16, 8, 3, 3],
+            (0..16 * 8 * 9)
+                .map(|i| ((i * 17) % 23) as f32 * 0.07 - 0.8)
+                .collect(),
+        );
+        let a = attrs(Padding::Explicit(vec![1; 4]), vec![1, 1], 1);
+        let op = Op::Conv(a.clone());
+        // One image splits the product's columns; two images split the batch.
+        for (batch, side) in [(1, 80), (2, 40)] {
+            let n = batch * 8 * side * side;
+            let x = t(
+                &[batch, 8, side, side],
+                (0..n)
+                    .map(|i| ((i * 37) % 101) as f32 * 0.013 - 0.6)
+                    .collect(),
+            );
+            let inputs = [Some(&x), Some(&w)];
+            let args = Args::new(&op, &inputs).unwrap();
+            let on = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| conv(&a, &args).unwrap())
+            };
+            assert_eq!(on(1), on(3));
+        }
     }
 }
