@@ -2,7 +2,7 @@
 //! interpreter and compares with the expected outputs.
 //!
 //! ```text
-//! cargo run --release --example node_tests -- NODE_TEST_DIR [--manifest OUT] [--filter SUBSTRING]
+//! cargo run --release --example node_tests -- NODE_TEST_DIR [--manifest OUT] [--filter SUBSTRING] [--profile]
 //! ```
 //!
 //! NODE_TEST_DIR holds `<test>/model.onnx` and `<test>/test_data_set_0/{input,output}_*.pb`
@@ -10,15 +10,19 @@
 //! has the expected dtype and shape and its values agree like onnx's backend
 //! runner (`|got - want| <= 1e-7 + 1e-3 * |want|`, NaN equal to NaN). The
 //! summary also counts the tests within 1e-4 of the largest expected magnitude,
-//! and groups failures by reason. `--manifest` writes the passing names, sorted.
+//! and groups failures by reason. `--manifest` writes the passing names, sorted;
+//! `--profile` prints where each test's run time went, per op kind (an
+//! observed node's time runs from the previous node output to its own; a
+//! single-output approximation).
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use edgeconv::formats::onnx::{import, read_tensor_proto};
 use edgeconv::ir::Tensor;
-use edgeconv::ir::eval::run;
+use edgeconv::ir::eval::run_observed;
 use edgeconv::progress::Silent;
 
 /// How one test ended.
@@ -76,7 +80,7 @@ fn without_node_name(msg: &str) -> String {
     }
 }
 
-fn run_test(dir: &Path) -> Outcome {
+fn run_test(dir: &Path, profile: bool) -> Outcome {
     let g = match import(&dir.join("model.onnx"), &Silent) {
         Ok(g) => g,
         Err(e) => {
@@ -104,9 +108,27 @@ fn run_test(dir: &Path) -> Outcome {
         (Ok(i), Ok(o)) => (i, o),
         (Err(e), _) | (_, Err(e)) => return fail(reason_of("test data", &e), e),
     };
-    let start = std::time::Instant::now();
-    let result = run(&g, inputs);
+    let start = Instant::now();
+    let mut last = start;
+    let mut per_op: BTreeMap<&str, f64> = BTreeMap::new();
+    let result = run_observed(&g, inputs, &mut |v, _| {
+        let now = Instant::now();
+        if let Some(node) = g.producer(v) {
+            *per_op.entry(g.node(node).op.name()).or_default() += (now - last).as_secs_f64();
+        }
+        last = now;
+    });
     let seconds = start.elapsed().as_secs_f64();
+    if profile {
+        let mut ops: Vec<_> = per_op.into_iter().collect();
+        ops.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let top: Vec<String> = ops
+            .iter()
+            .take(6)
+            .map(|(op, t)| format!("{op} {:.1} ms", t * 1e3))
+            .collect();
+        println!("  profile: {}", top.join(", "));
+    }
     let outputs = match result {
         Ok(o) => o,
         Err(e) => {
@@ -170,7 +192,8 @@ fn run_test(dir: &Path) -> Outcome {
             } else {
                 ""
             };
-            return fail("values", format!("{m}{note}"));
+            let ms = seconds * 1e3;
+            return fail("values", format!("{m}{note}, ran in {ms:.1} ms"));
         }
         tight &= within_magnitude;
     }
@@ -182,16 +205,20 @@ fn main() {
     let mut dir = None;
     let mut manifest = None;
     let mut filter = String::new();
+    let mut profile = false;
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--manifest" => manifest = it.next(),
             "--filter" => filter = it.next().unwrap_or_default(),
+            "--profile" => profile = true,
             _ => dir = Some(a),
         }
     }
     let Some(dir) = dir else {
-        eprintln!("usage: node_tests NODE_TEST_DIR [--manifest OUT] [--filter SUBSTRING]");
+        eprintln!(
+            "usage: node_tests NODE_TEST_DIR [--manifest OUT] [--filter SUBSTRING] [--profile]"
+        );
         std::process::exit(2);
     };
     let mut tests: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -214,7 +241,7 @@ fn main() {
             .expect("named")
             .to_string_lossy()
             .to_string();
-        let outcome = catch_unwind(AssertUnwindSafe(|| run_test(path)))
+        let outcome = catch_unwind(AssertUnwindSafe(|| run_test(path, profile)))
             .unwrap_or_else(|_| fail("PANIC", "the interpreter or importer panicked"));
         match outcome {
             Outcome::Pass { tight: t, seconds } => {
