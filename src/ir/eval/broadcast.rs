@@ -47,6 +47,9 @@ where
     B: Copy,
 {
     let shape = broadcast_shape(&[a.shape(), b.shape()])?;
+    if let (Some(&y), true) = (b.iter().next(), b.len() == 1 && shape == a.shape()) {
+        return Ok(a.mapv(|x| f(x, y)));
+    }
     let (a, b) = (broadcast_view(&a, &shape)?, broadcast_view(&b, &shape)?);
     Ok(Zip::from(&a).and(&b).map_collect(|&x, &y| f(x, y)))
 }
@@ -87,18 +90,16 @@ pub fn binary(op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
             same_dtype(a, b)?;
             dispatch_number!(dtype, T => {
                 let (x, y) = (array_of::<T>(a), array_of::<T>(b));
-                let f: Box<dyn Fn(T, T) -> T> = match op {
-                    Op::Add => Box::new(T::add_wrapping),
-                    Op::Sub => Box::new(T::sub_wrapping),
-                    Op::Mul => Box::new(T::mul_wrapping),
-                    Op::Div => Box::new(T::div_onnx),
-                    Op::Mod(m) => {
-                        let fmod = m.fmod;
-                        Box::new(move |p: T, q: T| p.rem_onnx(q, fmod))
-                    }
+                let (x, y) = (x.view(), y.view());
+                let z = match op {
+                    Op::Add => zip_broadcast(x, y, T::add_wrapping),
+                    Op::Sub => zip_broadcast(x, y, T::sub_wrapping),
+                    Op::Mul => zip_broadcast(x, y, T::mul_wrapping),
+                    Op::Div => zip_broadcast(x, y, T::div_onnx),
+                    Op::Mod(m) => zip_broadcast(x, y, |p: T, q: T| p.rem_onnx(q, m.fmod)),
                     other => return Err(format!("{} is not a binary op", other.name())),
-                };
-                Ok(restore(zip_broadcast(x.view(), y.view(), f)?, dtype))
+                }?;
+                Ok(restore(z, dtype))
             })
         }
     }
@@ -157,8 +158,9 @@ fn bitwise(op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
                             ShiftDirection::Left => Box::new(move |p: $t, q: $t| {
                                 u32::try_from(q).ok().filter(|&q| q < bits).map_or(0, |q| p << q)
                             }),
+                            // Out-of-range right shifts fill with the sign bit.
                             ShiftDirection::Right => Box::new(move |p: $t, q: $t| {
-                                u32::try_from(q).ok().filter(|&q| q < bits).map_or(0, |q| p >> q)
+                                u32::try_from(q).ok().filter(|&q| q < bits).map_or(p >> (bits - 1), |q| p >> q)
                             }),
                         },
                         other => return Err(format!("{} is not a bitwise op", other.name())),

@@ -1,14 +1,22 @@
 //! Conv and ConvTranspose over any number of spatial dims: im2col (col2im)
 //! around the shared matrix product, parallel over batch × group.
 
-use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, IxDyn};
+use std::ops::Range;
+
+use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, Axis, IxDyn, s};
 use rayon::prelude::*;
 
 use super::matmul::gemm_into;
 use super::numeric::{Number, Real, array_of, restore};
-use super::operands::{Args, element_count};
+use super::operands::{Args, MAX_ELEMENTS, element_count};
 use crate::ir::ops::{ConvAttrs, ConvTransposeAttrs, Padding};
 use crate::ir::tensor::Tensor;
+
+/// The most elements an im2col tile holds; output columns are processed in
+/// tiles of this size so memory stays bounded for large images.
+const IM2COL_ELEMENTS: usize = 1 << 20;
+/// The fewest output columns per tile.
+const CHUNK_COLUMNS: usize = 64;
 
 /// Window geometry along the spatial dims.
 pub struct Window {
@@ -28,14 +36,23 @@ impl Window {
     }
 }
 
-/// `values`, or all ones when empty; must have one entry per spatial dim.
+/// `values`, or all ones when empty; must have one positive entry per
+/// spatial dim. Values are capped so that window arithmetic cannot overflow.
 pub fn per_dim(values: &[usize], rank: usize, name: &str) -> Result<Vec<usize>, String> {
     match values.len() {
         0 => Ok(vec![1; rank]),
-        n if n == rank && values.iter().all(|&v| v > 0) => Ok(values.to_vec()),
+        n if n == rank && values.iter().all(|&v| v > 0 && v <= MAX_ELEMENTS) => Ok(values.to_vec()),
         _ => Err(format!(
             "{name} {values:?} must hold {rank} positive values"
         )),
+    }
+}
+
+/// Checks that window attributes (pads, output sizes) stay below the cap.
+fn capped(values: &[usize], name: &str) -> Result<(), String> {
+    match values.iter().find(|&&v| v > MAX_ELEMENTS) {
+        Some(v) => Err(format!("{name} value {v} is too large")),
+        None => Ok(()),
     }
 }
 
@@ -58,6 +75,9 @@ pub fn window(
     }
     let strides = per_dim(strides, rank, "strides")?;
     let dilations = per_dim(dilations, rank, "dilations")?;
+    if let Padding::Explicit(p) = padding {
+        capped(p, "pads")?;
+    }
     let mut w = Window {
         input: input.to_vec(),
         kernel: kernel.to_vec(),
@@ -117,29 +137,33 @@ pub fn strides_of(shape: &[usize]) -> Vec<usize> {
     s
 }
 
-/// Unpacks `channels` images of `w.input` into a `[channels * kernel, output]`
-/// matrix whose row `(c, k)` holds input pixels under kernel offset `k`.
-fn im2col<F: Real>(x: &[F], channels: usize, w: &Window, cols: &mut [F]) {
+/// Unpacks output positions `columns` of `channels` images of `w.input` into
+/// a `[channels * kernel, columns.len()]` matrix whose row `(c, k)` holds the
+/// input pixels under kernel offset `k` (zero in the padding).
+fn im2col<F: Real>(x: &[F], channels: usize, w: &Window, columns: Range<usize>, cols: &mut [F]) {
     let rank = w.input.len();
     let kernel_size: usize = w.kernel.iter().product();
-    let out_size: usize = w.output.iter().product();
     let in_size: usize = w.input.iter().product();
     let in_strides = strides_of(&w.input);
     let inner_out = w.output[rank - 1];
-    let outer_out = out_size / inner_out.max(1);
+    let width = columns.len();
+    let last = rank - 1;
     let mut kpos = vec![0usize; rank];
     let mut opos = vec![0usize; rank];
     for c in 0..channels {
         let image = &x[c * in_size..(c + 1) * in_size];
         for k in 0..kernel_size {
             unravel(k, &w.kernel, &mut kpos);
-            let row = &mut cols[(c * kernel_size + k) * out_size..][..out_size];
-            for outer in 0..outer_out {
+            let row = &mut cols[(c * kernel_size + k) * width..][..width];
+            let mut o = columns.start;
+            while o < columns.end {
+                let outer = o / inner_out;
+                let segment_end = columns.end.min((outer + 1) * inner_out);
+                let dst = &mut row[o - columns.start..segment_end - columns.start];
                 unravel(outer * inner_out, &w.output, &mut opos);
-                let dst = &mut row[outer * inner_out..][..inner_out];
                 let mut base = 0isize;
                 let mut inside = true;
-                for d in 0..rank - 1 {
+                for d in 0..last {
                     let i = input_coord(w, d, opos[d], kpos[d]);
                     if i < 0 || i >= w.input[d] as isize {
                         inside = false;
@@ -147,19 +171,20 @@ fn im2col<F: Real>(x: &[F], channels: usize, w: &Window, cols: &mut [F]) {
                     }
                     base += i * in_strides[d] as isize;
                 }
-                if !inside {
+                if inside {
+                    let first = o % inner_out;
+                    for (j, v) in dst.iter_mut().enumerate() {
+                        let i = input_coord(w, last, first + j, kpos[last]);
+                        *v = if i >= 0 && i < w.input[last] as isize {
+                            image[(base + i) as usize]
+                        } else {
+                            F::ZERO
+                        };
+                    }
+                } else {
                     dst.fill(F::ZERO);
-                    continue;
                 }
-                let last = rank - 1;
-                for (o, v) in dst.iter_mut().enumerate() {
-                    let i = input_coord(w, last, o, kpos[last]);
-                    *v = if i >= 0 && i < w.input[last] as isize {
-                        image[(base + i) as usize]
-                    } else {
-                        F::ZERO
-                    };
-                }
+                o = segment_end;
             }
         }
     }
@@ -268,35 +293,37 @@ pub fn conv(attrs: &ConvAttrs, args: &Args) -> Result<Tensor, String> {
             && win.strides.iter().all(|&v| v == 1)
             && win.pad_begin.iter().all(|&v| v == 0)
             && win.output == s.spatial;
+        let depth = group_in * kernel_size;
+        let tile = (IM2COL_ELEMENTS / depth.max(1)).clamp(CHUNK_COLUMNS, out_size.max(CHUNK_COLUMNS));
         let mut y = vec![F::ZERO; element_count(&out_shape)?];
-        let task = |t: usize, out: &mut [F]| {
+        // One block per (image, group), split into column tiles; both levels run in parallel.
+        y.par_chunks_mut((group_out * out_size).max(1)).enumerate().for_each(|(t, out)| {
             let (n, g) = (t / s.groups, t % s.groups);
             let image = &x[(n * s.channels + g * group_in) * in_size..][..group_in * in_size];
-            let mut cols = Vec::new();
-            let cols_view = if pointwise {
-                ArrayView2::from_shape((group_in, out_size), image).expect("sizes match")
-            } else {
-                cols.resize(group_in * kernel_size * out_size, F::ZERO);
-                im2col(image, group_in, &win, &mut cols);
-                ArrayView2::from_shape((group_in * kernel_size, out_size), &cols[..]).expect("sizes match")
-            };
-            let weights = &w[g * group_out * group_in * kernel_size..][..group_out * group_in * kernel_size];
-            let weights = ArrayView2::from_shape((group_out, group_in * kernel_size), weights).expect("sizes match");
-            let out_view = ArrayViewMut2::from_shape((group_out, out_size), out).expect("sizes match");
-            gemm_into(weights, cols_view, F::ZERO, out_view);
-            if let Some(b) = &b {
-                for (m, row) in out.chunks_mut(out_size.max(1)).enumerate() {
-                    let v = b[g * group_out + m];
-                    row.iter_mut().for_each(|o| *o += v);
+            let weights = &w[g * group_out * depth..][..group_out * depth];
+            let weights = ArrayView2::from_shape((group_out, depth), weights).expect("sizes match");
+            let mut out = ArrayViewMut2::from_shape((group_out, out_size), out).expect("sizes match");
+            let tiles: Vec<_> = out.axis_chunks_iter_mut(Axis(1), tile).enumerate().collect();
+            tiles.into_par_iter().for_each(|(i, mut out_tile)| {
+                let columns = i * tile..i * tile + out_tile.ncols();
+                if pointwise {
+                    let image = ArrayView2::from_shape((group_in, out_size), image).expect("sizes match");
+                    gemm_into(weights, image.slice(s![.., columns]), F::ZERO, out_tile.view_mut());
+                } else {
+                    let mut cols = vec![F::ZERO; depth * columns.len()];
+                    let width = columns.len();
+                    im2col(image, group_in, &win, columns, &mut cols);
+                    let cols = ArrayView2::from_shape((depth, width), &cols[..]).expect("sizes match");
+                    gemm_into(weights, cols, F::ZERO, out_tile.view_mut());
                 }
-            }
-        };
-        let chunk = (group_out * out_size).max(1);
-        if s.batch * s.groups > 1 {
-            y.par_chunks_mut(chunk).enumerate().for_each(|(t, out)| task(t, out));
-        } else if !y.is_empty() {
-            task(0, &mut y);
-        }
+                if let Some(b) = &b {
+                    for (m, mut row) in out_tile.outer_iter_mut().enumerate() {
+                        let v = b[g * group_out + m];
+                        row.iter_mut().for_each(|o| *o += v);
+                    }
+                }
+            });
+        });
         let y = ArrayD::from_shape_vec(IxDyn(&out_shape), y).map_err(|e| e.to_string())?;
         Ok(restore(y, dtype))
     })
@@ -325,6 +352,11 @@ pub fn conv_transpose(attrs: &ConvTransposeAttrs, args: &Args) -> Result<Tensor,
         if shape.len() != rank {
             return Err(format!("output_shape {shape:?} must hold {rank} values"));
         }
+        capped(shape, "output_shape")?;
+    }
+    capped(&output_padding, "output_padding")?;
+    if let Padding::Explicit(p) = &attrs.padding {
+        capped(p, "pads")?;
     }
     let full = |d: usize| {
         strides[d] * (s.spatial[d].max(1) - 1)
@@ -389,6 +421,8 @@ pub fn conv_transpose(attrs: &ConvTransposeAttrs, args: &Args) -> Result<Tensor,
     let group_in = s.channels / s.groups;
     let group_out = w.shape()[1];
     let out_channels = group_out * s.groups;
+    let kernel_size: usize = kernel.iter().product();
+    element_count(&[group_out, kernel_size, s.spatial.iter().product()])?;
     let mut out_shape = vec![s.batch, out_channels];
     out_shape.extend(&win.output);
     element_count(&out_shape)?;
@@ -591,5 +625,37 @@ mod tests {
         let w = t(&[1, 2, 3, 3], vec![0.0; 18]);
         let inputs = [Some(&big), Some(&w)];
         assert!(conv(&a, &Args::new(&op, &inputs).unwrap()).is_err());
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let w = t(
+            &[16, 8, 3, 3],
+            (0..16 * 8 * 9)
+                .map(|i| ((i * 17) % 23) as f32 * 0.07 - 0.8)
+                .collect(),
+        );
+        let a = attrs(Padding::Explicit(vec![1; 4]), vec![1, 1], 1);
+        let op = Op::Conv(a.clone());
+        // One image splits the product's columns; two images split the batch.
+        for (batch, side) in [(1, 80), (2, 40)] {
+            let n = batch * 8 * side * side;
+            let x = t(
+                &[batch, 8, side, side],
+                (0..n)
+                    .map(|i| ((i * 37) % 101) as f32 * 0.013 - 0.6)
+                    .collect(),
+            );
+            let inputs = [Some(&x), Some(&w)];
+            let args = Args::new(&op, &inputs).unwrap();
+            let on = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| conv(&a, &args).unwrap())
+            };
+            assert_eq!(on(1), on(3));
+        }
     }
 }

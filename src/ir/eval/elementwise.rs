@@ -11,7 +11,7 @@ pub fn unary(op: &Op, x: &Tensor) -> Result<Tensor, String> {
     let dtype = x.dtype();
     match op {
         Op::Abs | Op::Neg | Op::Sign | Op::Relu | Op::Shrink(_) => {
-            dispatch_number!(dtype, T => Ok(restore(numeric_map::<T>(op, array_of::<T>(x).view()), dtype)))
+            dispatch_number!(dtype, T => Ok(restore(numeric_map::<T>(op, array_of::<T>(x).view())?, dtype)))
         }
         Op::Not => match x {
             Tensor::Bool(a) => Ok(Tensor::Bool(a.mapv(|v| !v))),
@@ -27,8 +27,8 @@ pub fn unary(op: &Op, x: &Tensor) -> Result<Tensor, String> {
     }
 }
 
-fn numeric_map<T: Number>(op: &Op, x: ArrayViewD<T>) -> ArrayD<T> {
-    match op {
+fn numeric_map<T: Number>(op: &Op, x: ArrayViewD<T>) -> Result<ArrayD<T>, String> {
+    Ok(match op {
         Op::Abs => x.mapv(T::abs_wrapping),
         Op::Neg => x.mapv(T::neg_wrapping),
         Op::Sign => x.mapv(T::sign),
@@ -47,8 +47,8 @@ fn numeric_map<T: Number>(op: &Op, x: ArrayViewD<T>) -> ArrayD<T> {
                 T::from_f64(y)
             })
         }
-        _ => unreachable!("numeric_map is only called for numeric unary ops"),
-    }
+        other => return Err(format!("{} is not a numeric unary op", other.name())),
+    })
 }
 
 fn bitwise_not(x: &Tensor) -> Result<Tensor, String> {

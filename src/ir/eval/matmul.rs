@@ -25,7 +25,7 @@ const CHUNK: usize = 64;
 pub fn gemm_into<F: Real>(a: ArrayView2<F>, b: ArrayView2<F>, beta: F, mut c: ArrayViewMut2<F>) {
     let (m, k) = a.dim();
     let n = b.ncols();
-    if m * n * k < PARALLEL_WORK || (m <= CHUNK && n <= CHUNK) {
+    if m.saturating_mul(n).saturating_mul(k) < PARALLEL_WORK || (m <= CHUNK && n <= CHUNK) {
         general_mat_mul(F::ONE, &a, &b, beta, &mut c);
     } else if m >= n {
         let a_rows: Vec<_> = a.axis_chunks_iter(Axis(0), CHUNK).collect();

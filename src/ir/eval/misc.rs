@@ -4,16 +4,31 @@ use std::cmp::Ordering;
 
 use ndarray::{ArrayD, Axis, Dimension, IxDyn};
 
-use super::numeric::{Number, array_of, restore};
+use super::numeric::{Number, array_of, held_dtype, restore};
 use super::operands::{Args, axis, element_count};
 use crate::ir::dtype::DType;
 use crate::ir::ops::{CumSumAttrs, TopKAttrs};
 use crate::ir::tensor::{Element, Tensor};
 use crate::with_tensor;
 
-/// Cast (and CastLike) to `to`.
+/// Cast (and CastLike) to `to`. Casts to 4-bit integers truncate and wrap
+/// to 4 bits (held unpacked in i8/u8).
 pub fn cast(x: &Tensor, to: DType) -> Result<Tensor, String> {
-    x.cast(to).map_err(|e| e.to_string())
+    let wrapped = |wrap: fn(i64) -> i64| -> Result<Tensor, String> {
+        let values = x
+            .cast(DType::I64)
+            .and_then(|v| v.to_i64_vec())
+            .map_err(|e| e.to_string())?;
+        let values = values.into_iter().map(wrap).collect();
+        Tensor::from_i64(x.shape(), values)
+            .and_then(|v| v.cast(held_dtype(to)))
+            .map_err(|e| e.to_string())
+    };
+    match to {
+        DType::I4 => wrapped(|v| ((v & 0xf) ^ 8) - 8),
+        DType::U4 => wrapped(|v| v & 0xf),
+        _ => x.cast(to).map_err(|e| e.to_string()),
+    }
 }
 
 /// TopK along `axis`: the `k` largest (or smallest) values and their i64

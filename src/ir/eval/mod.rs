@@ -164,7 +164,7 @@ fn check_inputs(g: &Graph, inputs: &[Tensor]) -> Result<()> {
         let value = g.value(v);
         let name = &value.name;
         if let Some(dtype) = value.fact.dtype {
-            if dtype != t.dtype() {
+            if numeric::held_dtype(dtype) != t.dtype() {
                 return Err(Error::Input(format!(
                     "input '{name}' must be {dtype}, got {}",
                     t.dtype()
@@ -222,7 +222,15 @@ pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, Strin
         Where => broadcast::select(args.get(0)?, args.get(1)?, args.get(2)?),
         Clip => elementwise::clip(args.get(0)?, args.opt(1), args.opt(2)),
         Cast(a) => misc::cast(args.get(0)?, a.to),
-        CastLike(_) => misc::cast(args.get(0)?, args.get(1)?.dtype()),
+        CastLike(a) => {
+            let target = args.get(1)?.dtype();
+            let to = if numeric::held_dtype(a.to) == target {
+                a.to
+            } else {
+                target
+            };
+            misc::cast(args.get(0)?, to)
+        }
         MatMul => matmul::matmul(args.get(0)?, args.get(1)?),
         Gemm(a) => matmul::gemm(a, args.get(0)?, args.get(1)?, args.opt(2)),
         MatMulInteger => quant::matmul_integer(&args),
@@ -364,5 +372,75 @@ mod tests {
             matches!(&err, Error::Unsupported(u) if u[0].node == "k"),
             "{err}"
         );
+    }
+
+    fn ints(v: &[i64]) -> Tensor {
+        Tensor::from_i64(&[v.len()], v.to_vec()).unwrap()
+    }
+
+    fn op(json: &str) -> Op {
+        let (name, attrs) = json.split_once(' ').unwrap_or((json, ""));
+        let attrs = (!attrs.is_empty()).then(|| serde_json::from_str(attrs).unwrap());
+        Op::from_name_and_attrs(name, attrs).unwrap()
+    }
+
+    #[test]
+    fn hostile_attributes_and_values_are_errors_not_panics() {
+        let empty = f32s(&[0], vec![]);
+        let x = f32s(&[1, 1, 2, 2], vec![1.0; 4]);
+        let w = f32s(&[1, 1, 1, 1], vec![1.0]);
+        let cases: Vec<(Op, Vec<Option<&Tensor>>)> = vec![
+            (
+                op(
+                    "Conv {\"kernel_shape\":null,\"strides\":[1,1],\"dilations\":[18446744073709551615,1],\"padding\":{\"Explicit\":[]},\"group\":1}",
+                ),
+                vec![Some(&x), Some(&w)],
+            ),
+            (
+                op(
+                    "Conv {\"kernel_shape\":null,\"strides\":[1,1],\"dilations\":[1,1],\"padding\":{\"Explicit\":[18446744073709551615,0,0,0]},\"group\":1}",
+                ),
+                vec![Some(&x), Some(&w)],
+            ),
+            (
+                op("DepthToSpace {\"blocksize\":4294967296,\"mode\":\"Dcr\"}"),
+                vec![Some(&x)],
+            ),
+            (
+                op("ConstantOfShape {\"dtype\":\"f32\",\"value\":{\"Float\":0.0}}"),
+                vec![],
+            ),
+            (op("Range"), vec![]),
+        ];
+        let huge_shape = ints(&[1 << 40, 1 << 40]);
+        let (zero, big, one) = (
+            Tensor::scalar_f32(0.0),
+            Tensor::scalar_f32(1e30),
+            Tensor::scalar_f32(1.0),
+        );
+        let mut cases = cases;
+        cases[3].1 = vec![Some(&huge_shape)];
+        cases[4].1 = vec![Some(&zero), Some(&big), Some(&one)];
+        for (o, inputs) in &cases {
+            assert!(eval_op(o, inputs).is_err(), "{o:?}");
+        }
+        let (starts, ends, steps) = (ints(&[-1]), ints(&[i64::MIN]), ints(&[-1]));
+        let sliced = eval_op(
+            &Op::Slice,
+            &[Some(&empty), Some(&starts), Some(&ends), None, Some(&steps)],
+        )
+        .unwrap();
+        assert_eq!(sliced[0].shape(), &[0]);
+        let pads = ints(&[i64::MAX, i64::MAX]);
+        assert!(
+            eval_op(
+                &op("Pad {\"mode\":\"Constant\"}"),
+                &[Some(&empty), Some(&pads)]
+            )
+            .is_err()
+        );
+        let repeats = ints(&[i64::MAX]);
+        let tiled = eval_op(&Op::Tile, &[Some(&empty), Some(&repeats)]).unwrap();
+        assert_eq!(tiled[0].shape(), &[0]);
     }
 }

@@ -84,9 +84,10 @@ pub fn batch_norm(epsilon: f32, args: &Args) -> Result<Tensor, String> {
         let eps = F::c(epsilon.into());
         let factor: Vec<F> = scale.iter().zip(&var).map(|(&s, &v)| s / (v + eps).sqrt()).collect();
         let mut data = standard_vec::<F>(x);
-        for (i, v) in data.iter_mut().enumerate() {
-            let c = (i / plane.max(1)) % channels;
-            *v = (*v - mean[c]) * factor[c] + bias[c];
+        for (i, values) in data.chunks_mut(plane.max(1)).enumerate() {
+            let c = i % channels;
+            let (m, f, b) = (mean[c], factor[c], bias[c]);
+            values.iter_mut().for_each(|v| *v = (*v - m) * f + b);
         }
         shaped(x.shape(), data, dtype)
     })
@@ -172,7 +173,9 @@ pub fn lp_norm(attrs: &LpNormAttrs, x: &Tensor) -> Result<Tensor, String> {
             } else {
                 lane.iter().map(|&v| v * v).sum::<F>().sqrt()
             };
-            lane.mapv_inplace(|v| v / norm);
+            if norm != F::ZERO {
+                lane.mapv_inplace(|v| v / norm);
+            }
         }
         Ok(restore(y, dtype))
     })

@@ -232,6 +232,16 @@ pub fn restore<T: Element>(a: ArrayD<T>, dtype: DType) -> Tensor {
     }
 }
 
+/// The dtype of the tensors that hold values of `dtype`: 4-bit integers are
+/// held unpacked in i8/u8, every other type as itself.
+pub fn held_dtype(dtype: DType) -> DType {
+    match dtype {
+        DType::I4 => DType::I8,
+        DType::U4 => DType::U8,
+        d => d,
+    }
+}
+
 /// Runs `$body` with `$T` aliased to the type a numeric `$dtype` computes in
 /// (f32 for f16/bf16). `$body` evaluates to `Result<Tensor, String>`.
 macro_rules! dispatch_number {

@@ -7,7 +7,7 @@ use super::broadcast::broadcast_view;
 use super::conv::strides_of;
 use super::elementwise::round_half_even;
 use super::matmul::{batched_matmul, int_gemm_into};
-use super::numeric::{array_of, restore};
+use super::numeric::{array_of, held_dtype, restore};
 use super::operands::{Args, axis};
 use crate::ir::dtype::DType;
 use crate::ir::ops::{DequantizeAttrs, QuantizeAttrs};
@@ -134,12 +134,7 @@ pub fn quantize(attrs: &QuantizeAttrs, args: &Args) -> Result<Tensor, String> {
         })
         .collect();
     let q = Tensor::F64(ArrayD::from_shape_vec(IxDyn(x.shape()), q).map_err(|e| e.to_string())?);
-    let held = match out_dtype {
-        DType::I4 => DType::I8,
-        DType::U4 => DType::U8,
-        d => d,
-    };
-    q.cast(held).map_err(|e| e.to_string())
+    q.cast(held_dtype(out_dtype)).map_err(|e| e.to_string())
 }
 
 /// DequantizeLinear: `(x - zero_point) * scale`, in the scale's dtype.

@@ -193,7 +193,10 @@ impl<F: Real> Recurrence<F> {
         };
         let dirs = directions.len();
         let hidden = attrs.hidden_size;
-        let gh = cell.gates() * hidden;
+        let gh = cell
+            .gates()
+            .checked_mul(hidden)
+            .ok_or("hidden_size is too large")?;
         let x = args.get(0)?;
         let [a, b, input] = *x.shape() else {
             return Err(format!("X must be 3-D, got shape {:?}", x.shape()));

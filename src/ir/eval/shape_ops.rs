@@ -198,7 +198,7 @@ pub fn split(attrs: &SplitAttrs, args: &Args) -> Result<Vec<Tensor>, String> {
         }
         _ => return Err("Split needs split sizes or num_outputs".into()),
     };
-    if sizes.iter().sum::<usize>() != len {
+    if sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s)) != Some(len) {
         return Err(format!("split sizes {sizes:?} do not add up to {len}"));
     }
     let mut start = 0;
@@ -216,6 +216,9 @@ pub fn split(attrs: &SplitAttrs, args: &Args) -> Result<Vec<Tensor>, String> {
 fn slice_indices(len: usize, start: i64, end: i64, step: i64) -> Result<Vec<usize>, String> {
     if step == 0 {
         return Err("slice step must not be 0".into());
+    }
+    if len == 0 {
+        return Ok(Vec::new());
     }
     let n = len as i128;
     let resolve = |v: i64| {
@@ -315,7 +318,12 @@ pub fn tile(args: &Args) -> Result<Tensor, String> {
         .zip(&repeats)
         .map(|(&d, &r)| d.saturating_mul(r))
         .collect();
-    element_count(&shape)?;
+    if element_count(&shape)? == 0 {
+        return Ok(with_tensor!(x, a => Element::wrap(ArrayD::from_elem(
+            IxDyn(&shape),
+            a.iter().next().copied().unwrap_or_default()
+        ))));
+    }
     with_tensor!(x, a => {
         let mut out = a.clone();
         for (ax, &r) in repeats.iter().enumerate() {
@@ -374,7 +382,7 @@ pub fn pad(mode: PadMode, args: &Args) -> Result<Tensor, String> {
     let mut shape = x.shape().to_vec();
     for (i, &ax) in padded.iter().enumerate() {
         let (b, e) = (pads[i], pads[i + padded.len()]);
-        let size = x.shape()[ax] as i64 + b + e;
+        let size = (x.shape()[ax] as i64).saturating_add(b).saturating_add(e);
         shape[ax] = usize::try_from(size).map_err(|_| format!("pads {pads:?} crop below zero"))?;
         begin[ax] = b;
         if mode != PadMode::Constant && x.shape()[ax] == 0 && size > 0 {
@@ -478,7 +486,7 @@ fn nchw(x: &Tensor) -> Result<[usize; 4], String> {
 pub fn depth_to_space(attrs: &DepthToSpaceAttrs, x: &Tensor) -> Result<Tensor, String> {
     let [n, c, h, w] = nchw(x)?;
     let b = attrs.blocksize;
-    if b == 0 || c % (b * b) != 0 {
+    if b == 0 || b.checked_mul(b).is_none_or(|bb| c % bb != 0) {
         return Err(format!("{c} channels do not divide by blocksize² ({b})"));
     }
     let (split, perm): (Vec<usize>, [usize; 6]) = match attrs.mode {
