@@ -31,19 +31,21 @@ const DEFAULT_OPSET: i64 = 1;
 /// The newest default-domain opset that ONNX 1.23 defines.
 pub const NEWEST_OPSET: i64 = 28;
 
-/// Models from IR version 3 on must import the default domain, at a version
-/// that exists.
-fn check_default_opset(model: &ModelProto) -> Result<()> {
+/// Models from IR version 3 on whose graph uses default-domain ops must import
+/// the default domain, at a version that exists.
+fn check_default_opset(model: &ModelProto, g: &GraphProto) -> Result<()> {
     let default = model
         .opset_import
         .iter()
         .find(|o| is_default_domain(&o.domain))
         .map(|o| o.version);
     match default {
-        None if model.ir_version >= 3 => Err(Error::Graph(format!(
-            "the model (IR version {}) imports no opset for the default ONNX domain",
-            model.ir_version
-        ))),
+        None if model.ir_version >= 3 && g.node.iter().any(|n| is_default_domain(&n.domain)) => {
+            Err(Error::Graph(format!(
+                "the model (IR version {}) uses default-domain ops but imports no opset for them",
+                model.ir_version
+            )))
+        }
         Some(v) if v < 1 => Err(Error::Graph(format!(
             "opset version {v} for the default ONNX domain does not exist"
         ))),
@@ -95,7 +97,7 @@ pub fn import_model(
         .graph
         .as_ref()
         .ok_or_else(|| Error::parse(file, 0, "the model has no graph"))?;
-    check_default_opset(model)?;
+    check_default_opset(model, g)?;
     let name = if g.name.is_empty() {
         file.file_stem()
             .map_or("model".into(), |s| s.to_string_lossy().into_owned())
