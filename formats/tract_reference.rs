@@ -32,22 +32,9 @@ fn datum_type(dtype: DType) -> Option<DatumType> {
 }
 
 fn dtype_of(dt: DatumType) -> Option<DType> {
-    [
-        DType::Bool,
-        DType::U8,
-        DType::I8,
-        DType::U16,
-        DType::I16,
-        DType::U32,
-        DType::I32,
-        DType::U64,
-        DType::I64,
-        DType::F16,
-        DType::F32,
-        DType::F64,
-    ]
-    .into_iter()
-    .find(|d| datum_type(*d) == Some(dt))
+    DType::DENSE
+        .into_iter()
+        .find(|d| datum_type(*d) == Some(dt))
 }
 
 fn tract_error(path: &Path, e: impl std::fmt::Display) -> Error {

@@ -152,6 +152,23 @@ pub enum Storage {
 }
 
 impl DType {
+    /// The dtypes with whole-byte elements (what the interpreter computes on).
+    pub const DENSE: [DType; 13] = [
+        DType::Bool,
+        DType::U8,
+        DType::I8,
+        DType::U16,
+        DType::I16,
+        DType::U32,
+        DType::I32,
+        DType::U64,
+        DType::I64,
+        DType::F16,
+        DType::BF16,
+        DType::F32,
+        DType::F64,
+    ];
+
     pub const fn storage(self) -> Storage {
         match self {
             DType::Bool | DType::U8 | DType::I8 => Storage::Bytes(1),
@@ -242,25 +259,10 @@ impl DType {
 
     /// Inverse of [`DType::name`].
     pub fn parse(s: &str) -> Option<DType> {
-        let simple = [
-            DType::Bool,
-            DType::U8,
-            DType::I8,
-            DType::U16,
-            DType::I16,
-            DType::U32,
-            DType::I32,
-            DType::U64,
-            DType::I64,
-            DType::F16,
-            DType::BF16,
-            DType::F32,
-            DType::F64,
-            DType::I4,
-            DType::U4,
-            DType::String,
-        ];
-        if let Some(d) = simple.into_iter().find(|d| d.name() == s) {
+        let named = DType::DENSE
+            .into_iter()
+            .chain([DType::I4, DType::U4, DType::String]);
+        if let Some(d) = named.into_iter().find(|d| d.name() == s) {
             return Some(d);
         }
         if let Some(t) = GgmlType::ALL.into_iter().find(|t| t.name() == s) {

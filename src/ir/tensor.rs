@@ -344,21 +344,7 @@ mod tests {
 
     #[test]
     fn bytes_round_trip_every_dtype() {
-        for dtype in [
-            DType::Bool,
-            DType::U8,
-            DType::I8,
-            DType::U16,
-            DType::I16,
-            DType::U32,
-            DType::I32,
-            DType::U64,
-            DType::I64,
-            DType::F16,
-            DType::BF16,
-            DType::F32,
-            DType::F64,
-        ] {
+        for dtype in DType::DENSE {
             let width = dtype.size_of().unwrap();
             let bytes: Vec<u8> = (0..6 * width).map(|i| (i % 2) as u8).collect();
             let t = Tensor::from_bytes(dtype, &[2, 3], &bytes).unwrap();
