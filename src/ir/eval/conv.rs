@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::matmul::gemm_into;
 use super::numeric::{Number, Real, array_of, restore};
-use super::operands::{Args, MAX_ELEMENTS, element_count};
+use super::operands::{Args, MAX_ELEMENTS, element_count, strides_of, unravel};
 use crate::ir::ops::{ConvAttrs, ConvTransposeAttrs, Padding};
 use crate::ir::tensor::Tensor;
 
@@ -128,15 +128,6 @@ pub fn window(
     Ok(w)
 }
 
-/// Row-major strides of `shape`.
-pub fn strides_of(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1];
-    }
-    s
-}
-
 /// Unpacks output positions `columns` of `channels` images of `w.input` into
 /// a `[channels * kernel, columns.len()]` matrix whose row `(c, k)` holds the
 /// input pixels under kernel offset `k` (zero in the padding).
@@ -194,14 +185,6 @@ fn im2col<F: Real>(x: &[F], channels: usize, w: &Window, columns: Range<usize>, 
 /// at kernel offset `k` along dim `d`.
 pub fn input_coord(w: &Window, d: usize, o: usize, k: usize) -> isize {
     (o * w.strides[d] + k * w.dilations[d]) as isize - w.pad_begin[d] as isize
-}
-
-/// Writes the row-major multi-index of `flat` within `shape` into `index`.
-pub fn unravel(mut flat: usize, shape: &[usize], index: &mut [usize]) {
-    for d in (0..shape.len()).rev() {
-        index[d] = flat % shape[d].max(1);
-        flat /= shape[d].max(1);
-    }
 }
 
 struct ConvShapes {

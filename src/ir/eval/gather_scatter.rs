@@ -5,7 +5,7 @@
 
 use ndarray::{ArrayD, IxDyn};
 
-use super::operands::{Args, axis, element_count};
+use super::operands::{Args, axis, element_count, strides_of};
 use crate::ir::ops::{ScatterElementsAttrs, ScatterReduction};
 use crate::ir::tensor::{Element, Tensor};
 use crate::with_tensor;
@@ -57,15 +57,6 @@ pub fn gather(ax: i64, data: &Tensor, indices: &Tensor) -> Result<Tensor, String
     })
 }
 
-/// Row-major strides of `shape`.
-fn strides(shape: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * shape[i + 1];
-    }
-    s
-}
-
 /// For each element of an `indices`-shaped tensor, the flat offset into
 /// `data` that replaces its coordinate along `axis` by the index value.
 fn element_offsets(
@@ -89,8 +80,8 @@ fn element_offsets(
             "indices shape {idx_shape:?} exceeds data shape {data:?}"
         ));
     }
-    let data_strides = strides(data);
-    let idx_strides = strides(idx_shape);
+    let data_strides = strides_of(data);
+    let idx_strides = strides_of(idx_shape);
     idx.iter()
         .enumerate()
         .map(|(flat, &i)| {
@@ -137,7 +128,7 @@ fn nd_offsets(
         ));
     }
     let idx = indices_of(indices)?;
-    let data_strides = strides(data);
+    let data_strides = strides_of(data);
     let slice: usize = data[batch_dims + k..].iter().product();
     let per_batch: usize = lead[batch_dims..].iter().product();
     let batch_stride = if batch_dims == 0 {

@@ -43,7 +43,7 @@ pub fn gemm_into<F: Real>(a: ArrayView2<F>, b: ArrayView2<F>, beta: F, mut c: Ar
 }
 
 /// `c = a · b` for integer matrices, with wrapping arithmetic.
-pub fn int_gemm_into<T: Number>(a: ArrayView2<T>, b: ArrayView2<T>, mut c: ArrayViewMut2<T>) {
+fn int_gemm_into<T: Number>(a: ArrayView2<T>, b: ArrayView2<T>, mut c: ArrayViewMut2<T>) {
     for (a_row, mut c_row) in a.outer_iter().zip(c.outer_iter_mut()) {
         for (&x, b_row) in a_row.iter().zip(b.outer_iter()) {
             for (o, &y) in c_row.iter_mut().zip(b_row.iter()) {

@@ -1,4 +1,5 @@
-//! Access to an op's inputs, axis normalization, and the output size cap.
+//! Access to an op's inputs, and the shape arithmetic kernels share: axis
+//! normalization, row-major strides and indices, the output size cap.
 
 use crate::ir::ops::Op;
 use crate::ir::tensor::Tensor;
@@ -101,6 +102,23 @@ pub fn element_count(shape: &[usize]) -> Result<usize, String> {
 /// A non-negative dim from a shape-like input value.
 pub fn dim(v: i64) -> Result<usize, String> {
     usize::try_from(v).map_err(|_| format!("negative dimension {v}"))
+}
+
+/// Row-major strides of `shape`.
+pub fn strides_of(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+/// Writes the row-major multi-index of `flat` within `shape` into `index`.
+pub fn unravel(mut flat: usize, shape: &[usize], index: &mut [usize]) {
+    for d in (0..shape.len()).rev() {
+        index[d] = flat % shape[d].max(1);
+        flat /= shape[d].max(1);
+    }
 }
 
 #[cfg(test)]

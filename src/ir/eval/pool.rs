@@ -3,9 +3,9 @@
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
-use super::conv::{Window, input_coord, unravel, window};
+use super::conv::{Window, input_coord, window};
 use super::numeric::{Number, Real, array_of, restore};
-use super::operands::element_count;
+use super::operands::{element_count, strides_of, unravel};
 use crate::ir::ops::{LpPoolAttrs, Op, PoolAttrs};
 use crate::ir::tensor::Tensor;
 
@@ -82,7 +82,7 @@ fn pool_planes<F: Real>(
 fn pool_plane<F: Real>(plane: &[F], win: &Window, reduction: Reduction, out: &mut [F]) {
     let rank = win.input.len();
     let kernel_size: usize = win.kernel.iter().product();
-    let in_strides = super::conv::strides_of(&win.input);
+    let in_strides = strides_of(&win.input);
     let mut opos = vec![0usize; rank];
     let mut kpos = vec![0usize; rank];
     for (o, y) in out.iter_mut().enumerate() {
