@@ -10,6 +10,15 @@ use std::fmt;
 
 use super::graph::SymId;
 
+/// `axis` in `-rank..rank` as an index into the dims (negative counts from the end).
+pub fn normalize_axis(axis: i64, rank: usize) -> Result<usize, String> {
+    let r = rank as i64;
+    if axis < -r || axis >= r {
+        return Err(format!("axis {axis} is out of range for rank {rank}"));
+    }
+    Ok(if axis < 0 { axis + r } else { axis } as usize)
+}
+
 /// Names of the graph's symbolic dims, indexed by [`SymId`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Symbols {

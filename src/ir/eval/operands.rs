@@ -68,14 +68,7 @@ impl<'a> Args<'a> {
     }
 }
 
-/// `axis` in `-rank..rank` as an index into the dims.
-pub fn axis(axis: i64, rank: usize) -> Result<usize, String> {
-    let r = rank as i64;
-    if axis < -r || axis >= r {
-        return Err(format!("axis {axis} is out of range for rank {rank}"));
-    }
-    Ok(if axis < 0 { axis + r } else { axis } as usize)
-}
+pub use crate::ir::shape::normalize_axis as axis;
 
 /// Normalized axes; repeated axes are an error.
 pub fn axes(values: &[i64], rank: usize) -> Result<Vec<usize>, String> {

@@ -3,8 +3,9 @@
 
 use super::broadcast::broadcast_shapes;
 use super::sym::{self, SymInt, dims_of, product};
-use super::{Cx, Inferred, MAX_SYM_LEN, norm_axis};
+use super::{Cx, Inferred, MAX_SYM_LEN};
 use crate::ir::ops::SplitAttrs;
+use crate::ir::shape::normalize_axis;
 use crate::ir::shape::{Dim, Shape};
 
 /// `total / known` for products of dims, cancelling equal symbolic factors.
@@ -137,7 +138,7 @@ pub(super) fn transpose(perm: Option<&[usize]>, cx: &mut Cx) -> Result<Inferred,
 fn norm_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>, String> {
     let mut out = axes
         .iter()
-        .map(|&a| norm_axis(a, rank))
+        .map(|&a| normalize_axis(a, rank))
         .collect::<Result<Vec<_>, _>>()?;
     out.sort_unstable();
     if out.windows(2).any(|w| w[0] == w[1]) {
@@ -222,7 +223,7 @@ pub(super) fn concat(axis: i64, cx: &mut Cx) -> Result<Inferred, String> {
     if ranked.iter().any(|d| d.len() != rank) {
         return Err("inputs have different ranks".into());
     }
-    let a = norm_axis(axis, rank)?;
+    let a = normalize_axis(axis, rank)?;
     let mut out: Vec<Dim> = ranked[0].to_vec();
     let mut sum = Some(Dim::Fixed(0));
     for dims in &ranked {
@@ -253,7 +254,7 @@ pub(super) fn split(a: &SplitAttrs, cx: &mut Cx) -> Result<Vec<Inferred>, String
             .map(|_| Inferred::new(dtype, Shape::Unranked))
             .collect());
     };
-    let axis = norm_axis(a.axis, dims.len())?;
+    let axis = normalize_axis(a.axis, dims.len())?;
     let sizes: Vec<Option<Dim>> = match (cx.opt(1), cx.ints(1)) {
         (Some(_), Some(s)) => {
             if s.len() != n {
@@ -370,7 +371,7 @@ pub(super) fn slice(cx: &mut Cx) -> Result<Inferred, String> {
     }
     let mut new_value = value.filter(|_| rank == 1);
     for k in 0..starts.len() {
-        let a = norm_axis(axes[k], rank)?;
+        let a = normalize_axis(axes[k], rank)?;
         let (s, e, st) = (starts[k], ends[k], steps[k]);
         if st == 0 {
             return Err("slice step 0".into());
@@ -466,7 +467,7 @@ pub(super) fn pad(cx: &mut Cx) -> Result<Inferred, String> {
         return Err(format!("{} pads for {} axes", pads.len(), axes.len()));
     }
     for (k, &axis) in axes.iter().enumerate() {
-        let a = norm_axis(axis, rank)?;
+        let a = normalize_axis(axis, rank)?;
         let total = pads[k]
             .checked_add(pads[k + axes.len()])
             .ok_or("pads overflow")?;

@@ -2,9 +2,10 @@
 //! recurrent layers.
 
 use super::sym::{self, SymInt, dims_of};
-use super::{Cx, Inferred, MAX_SYM_LEN, norm_axis};
+use super::{Cx, Inferred, MAX_SYM_LEN};
 use crate::ir::dtype::DType;
 use crate::ir::ops::{AspectRatioPolicy, ResizeAttrs, RnnAttrs, RnnDirection};
+use crate::ir::shape::normalize_axis;
 use crate::ir::shape::{Dim, Shape};
 
 pub(super) fn gather(axis: i64, cx: &mut Cx) -> Result<Inferred, String> {
@@ -13,7 +14,7 @@ pub(super) fn gather(axis: i64, cx: &mut Cx) -> Result<Inferred, String> {
     let (Some(dd), Some(id)) = (data.fact.shape.dims(), idx.fact.shape.dims()) else {
         return Ok(Inferred::new(dtype, Shape::Unranked));
     };
-    let a = norm_axis(axis, dd.len())?;
+    let a = normalize_axis(axis, dd.len())?;
     let mut out = dd[..a].to_vec();
     out.extend_from_slice(id);
     out.extend_from_slice(&dd[a + 1..]);
@@ -54,7 +55,7 @@ pub(super) fn top_k(axis: i64, cx: &mut Cx) -> Result<Vec<Inferred>, String> {
     let shape = match x.fact.shape.dims().map(<[Dim]>::to_vec) {
         None => Shape::Unranked,
         Some(mut d) => {
-            let a = norm_axis(axis, d.len())?;
+            let a = normalize_axis(axis, d.len())?;
             d[a] = match cx.sym(1).and_then(|k| k.first()).and_then(SymInt::as_dim) {
                 Some(k) => k,
                 None => cx.fresh(),
@@ -82,7 +83,7 @@ pub(super) fn one_hot(axis: i64, cx: &mut Cx) -> Result<Inferred, String> {
         .map(|d| Dim::Fixed(d as u64))
         .or_else(|| cx.sym(1).and_then(|v| v.first()).and_then(SymInt::as_dim))
         .unwrap_or_else(|| cx.fresh());
-    let a = norm_axis(axis, id.len() + 1)?;
+    let a = normalize_axis(axis, id.len() + 1)?;
     let mut out = id;
     out.insert(a, depth);
     Ok(Inferred::new(dtype, Shape::Ranked(out)))
@@ -95,7 +96,7 @@ pub(super) fn compress(axis: Option<i64>, cx: &mut Cx) -> Result<Inferred, Strin
         (None, _) => Shape::Ranked(vec![cx.fresh()]),
         (Some(_), None) => Shape::Unranked,
         (Some(a), Some(mut d)) => {
-            let a = norm_axis(a, d.len())?;
+            let a = normalize_axis(a, d.len())?;
             d[a] = cx.fresh();
             Shape::Ranked(d)
         }
@@ -114,7 +115,7 @@ pub(super) fn resize(a: &ResizeAttrs, cx: &mut Cx) -> Result<Inferred, String> {
     let axes: Vec<usize> = match &a.axes {
         Some(ax) => ax
             .iter()
-            .map(|&v| norm_axis(v, rank))
+            .map(|&v| normalize_axis(v, rank))
             .collect::<Result<_, _>>()?,
         None => (0..rank).collect(),
     };

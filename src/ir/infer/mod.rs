@@ -22,7 +22,7 @@ mod window;
 use super::dtype::DType;
 use super::graph::Fact;
 use super::ops::Op;
-use super::shape::{Dim, Shape, Symbols};
+use super::shape::{Dim, Shape, Symbols, normalize_axis};
 use super::tensor::Tensor;
 
 pub use sym::SymInt;
@@ -305,7 +305,7 @@ impl Cx<'_> {
     /// The same dtype and shape as input 0, whose rank (when known) must have `axis`.
     fn same_as_with_axis(&self, axis: i64) -> Result<Inferred, String> {
         if let Some(rank) = self.input(0)?.fact.shape.rank() {
-            norm_axis(axis, rank)?;
+            normalize_axis(axis, rank)?;
         }
         self.same_as(0)
     }
@@ -318,17 +318,6 @@ impl Cx<'_> {
     /// The integer values of input `i`, when all of them are known numbers.
     fn ints(&self, i: usize) -> Option<Vec<i64>> {
         self.sym(i)?.iter().map(SymInt::as_int).collect()
-    }
-}
-
-/// `axis` normalized into `0..rank` (negative counts from the end).
-fn norm_axis(axis: i64, rank: usize) -> Result<usize, String> {
-    let r = rank as i64;
-    let a = if axis < 0 { axis + r } else { axis };
-    if (0..r).contains(&a) {
-        Ok(a as usize)
-    } else {
-        Err(format!("axis {axis} is out of range for rank {rank}"))
     }
 }
 

@@ -1,8 +1,9 @@
 //! Reductions over axes.
 
-use super::{Cx, Inferred, norm_axis};
+use super::{Cx, Inferred};
 use crate::ir::dtype::DType;
 use crate::ir::ops::{ArgReduceAttrs, ReduceAttrs};
+use crate::ir::shape::normalize_axis;
 use crate::ir::shape::{Dim, Shape};
 
 fn reduced(dims: &[Dim], axes: &[usize], keepdims: bool) -> Vec<Dim> {
@@ -41,7 +42,7 @@ pub(super) fn reduce(a: &ReduceAttrs, cx: &mut Cx) -> Result<Inferred, String> {
         (0..dims.len()).collect()
     } else {
         axes.iter()
-            .map(|&ax| norm_axis(ax, dims.len()))
+            .map(|&ax| normalize_axis(ax, dims.len()))
             .collect::<Result<_, _>>()?
     };
     Ok(Inferred::new(
@@ -55,7 +56,7 @@ pub(super) fn arg_reduce(a: &ArgReduceAttrs, cx: &mut Cx) -> Result<Inferred, St
     let shape = match x.fact.shape.dims() {
         None => Shape::Unranked,
         Some(dims) => {
-            let axis = norm_axis(a.axis, dims.len())?;
+            let axis = normalize_axis(a.axis, dims.len())?;
             Shape::Ranked(reduced(dims, &[axis], a.keepdims))
         }
     };

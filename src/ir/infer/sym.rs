@@ -1,9 +1,10 @@
 //! Symbolic integer values and the ops that produce them from shapes
 //! (`Shape`, `Size`, `Range`) or consume them as shapes (`ConstantOfShape`).
 
-use super::{Cx, Inferred, MAX_SYM_LEN, norm_axis};
+use super::{Cx, Inferred, MAX_SYM_LEN};
 use crate::ir::dtype::DType;
 use crate::ir::ops::ShapeAttrs;
+use crate::ir::shape::normalize_axis;
 use crate::ir::shape::{Dim, Shape};
 
 /// One element of a small integer tensor known before running the graph.
@@ -201,7 +202,7 @@ pub fn gather(values: &[SymInt], indices: &[i64]) -> Option<Vec<SymInt>> {
         .iter()
         .map(|&i| {
             let n = values.len();
-            let i = norm_axis(i, n).ok()?;
+            let i = normalize_axis(i, n).ok()?;
             Some(values[i].clone())
         })
         .collect()
