@@ -78,16 +78,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Inspect(args) => inspect(&args, progress.as_ref()),
-        Command::Run(args) => {
-            let engine = args.engine;
-            cli::run::run(
-                &args.model,
-                &args.inputs,
-                &args.output,
-                engine,
-                progress.as_ref(),
-            )
-        }
+        Command::Run(args) => run(&args, cli.quiet, progress.as_ref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -96,6 +87,23 @@ fn main() -> ExitCode {
             ExitCode::from(exit_code(&err))
         }
     }
+}
+
+fn run(args: &RunArgs, quiet: bool, progress: &dyn Progress) -> anyhow::Result<()> {
+    let outputs = cli::run::run(
+        &args.model,
+        &args.inputs,
+        &args.output,
+        args.engine,
+        progress,
+    )?;
+    if !quiet {
+        eprintln!("wrote {}:", args.output.display());
+        for line in outputs {
+            eprintln!("  {line}");
+        }
+    }
+    Ok(())
 }
 
 /// The error and its causes on one line. Library errors already show their

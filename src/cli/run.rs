@@ -21,14 +21,15 @@ pub enum Engine {
 }
 
 /// Imports `model`, runs it on the `-i` arrays and writes every graph output
-/// to `output`, keyed by output name, in graph order.
+/// to `output`, keyed by output name, in graph order. Returns one line per
+/// output (name, dtype, shape) for the user.
 pub fn run(
     model: &Path,
     inputs: &[InputArg],
     output: &Path,
     engine: Engine,
     progress: &dyn Progress,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
     let g = load::import(model, progress)?;
     let tensors = inputs::bind(&g, inputs)?;
     let results = match engine {
@@ -45,5 +46,8 @@ pub fn run(
         .zip(&results)
         .collect();
     write_npz(output, &named)?;
-    Ok(())
+    Ok(named
+        .iter()
+        .map(|(name, t)| format!("{name}  {}{:?}", t.dtype(), t.shape()))
+        .collect())
 }
