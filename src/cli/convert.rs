@@ -100,7 +100,11 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
         }),
     };
     let pass_names: Vec<&str> = match &req.passes {
-        Some(list) => list.iter().map(String::as_str).collect(),
+        Some(list) => list
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !p.is_empty())
+            .collect(),
         None => presets::for_target(target.name()).to_vec(),
     };
     let mut stages = Vec::new();

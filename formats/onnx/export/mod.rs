@@ -108,16 +108,17 @@ impl Target for OnnxTarget {
 /// Whether the ONNX target can write a node.
 pub fn support(g: &Graph, id: NodeId) -> Support {
     let node = g.node(id);
+    match nodes::lower(g, node, NEWEST_OPSET) {
+        Ok(_) => {}
+        Err(nodes::NoForm::NeedsLegalize(why)) => return Support::AfterLegalize(why),
+        Err(nodes::NoForm::Unsupported(why)) => return Support::Unsupported(why),
+    }
     for &v in node.inputs.iter().flatten().chain(&node.outputs) {
         if let Err(why) = check_value(g, v) {
             return Support::Unsupported(why);
         }
     }
-    match nodes::lower(g, node, NEWEST_OPSET) {
-        Ok(_) => Support::Native,
-        Err(nodes::NoForm::NeedsLegalize(why)) => Support::AfterLegalize(why),
-        Err(nodes::NoForm::Unsupported(why)) => Support::Unsupported(why),
-    }
+    Support::Native
 }
 
 /// A value ONNX can type: a known dtype ONNX has, no quantization parameters
@@ -141,11 +142,11 @@ fn check_value(g: &Graph, v: ValueId) -> Result<(), String> {
 }
 
 /// The lowest IR version that can hold a model of `opset`
-/// (`onnx.helper.VERSION_TABLE`).
+/// (`onnx.helper.VERSION_TABLE`), and at least 4: before it initializers
+/// had to be listed as graph inputs too.
 pub fn ir_version_for(opset: i64) -> i64 {
     match opset {
-        ..=8 => 3,
-        9 => 4,
+        ..=9 => 4,
         10 => 5,
         11 => 6,
         12..=14 => 7,

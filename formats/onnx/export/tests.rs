@@ -184,7 +184,7 @@ fn legacy_softmax_over_several_axes_is_legalized_with_the_same_numbers() {
 
 #[test]
 fn ir_versions_follow_the_onnx_table() {
-    assert_eq!(ir_version_for(7), 3);
+    assert_eq!(ir_version_for(7), 4);
     assert_eq!(ir_version_for(13), 7);
     assert_eq!(ir_version_for(17), 8);
     assert_eq!(ir_version_for(21), 10);
