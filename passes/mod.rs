@@ -5,5 +5,7 @@ pub mod cse;
 pub mod dce;
 pub mod manager;
 pub mod noop;
+pub mod pin_shapes;
+pub mod presets;
 
 pub use manager::{Changed, Pass, PassCx, Repeat, RunOptions, Stage, run_stages};
