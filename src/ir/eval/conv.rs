@@ -476,6 +476,7 @@ mod tests {
             dilations: vec![],
             padding,
             group,
+            activation: None,
         }
     }
 
@@ -565,6 +566,7 @@ mod tests {
             group: 1,
             output_padding: vec![],
             output_shape: None,
+            activation: None,
         };
         let op = Op::ConvTranspose(a.clone());
         let inputs = [Some(&x), Some(&w)];
