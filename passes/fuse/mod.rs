@@ -1,0 +1,13 @@
+//! Fusion and pattern recognition: folding BatchNormalization into the op
+//! before it, biased linear ops, fused activations, and decomposed
+//! normalizations, activations, attention and weight dequantization
+//! recognised as single IR ops. One file per rule family; the shared
+//! matching helpers are in [`matching`].
+
+pub mod batchnorm;
+pub mod matching;
+
+#[cfg(test)]
+mod testing;
+
+pub use batchnorm::FoldBatchNorm;
