@@ -4,10 +4,14 @@
 //! recognised as single IR ops. One file per rule family; the shared
 //! matching helpers are in [`matching`].
 
+pub mod activation;
 pub mod batchnorm;
+pub mod linear;
 pub mod matching;
 
 #[cfg(test)]
 mod testing;
 
+pub use activation::FuseActivation;
 pub use batchnorm::FoldBatchNorm;
+pub use linear::FuseLinear;
