@@ -8,6 +8,7 @@ pub mod activation;
 pub mod batchnorm;
 pub mod linear;
 pub mod matching;
+pub mod norm;
 
 #[cfg(test)]
 mod testing;
@@ -15,3 +16,4 @@ mod testing;
 pub use activation::FuseActivation;
 pub use batchnorm::FoldBatchNorm;
 pub use linear::FuseLinear;
+pub use norm::RecognizeNormalization;
