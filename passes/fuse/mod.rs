@@ -4,8 +4,9 @@
 //! recognised as single IR ops. One file per rule family; the shared
 //! matching helpers are in [`matching`].
 
-pub mod activation;
+pub mod activation_patterns;
 pub mod batchnorm;
+pub mod fuse_activation;
 pub mod linear;
 pub mod matching;
 pub mod norm;
@@ -13,7 +14,8 @@ pub mod norm;
 #[cfg(test)]
 mod testing;
 
-pub use activation::FuseActivation;
+pub use activation_patterns::RecognizeActivations;
 pub use batchnorm::FoldBatchNorm;
+pub use fuse_activation::FuseActivation;
 pub use linear::FuseLinear;
 pub use norm::RecognizeNormalization;
