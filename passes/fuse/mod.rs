@@ -5,6 +5,7 @@
 //! matching helpers are in [`matching`].
 
 pub mod activation_patterns;
+pub mod attention;
 pub mod batchnorm;
 pub mod fuse_activation;
 pub mod linear;
@@ -15,6 +16,7 @@ pub mod norm;
 mod testing;
 
 pub use activation_patterns::RecognizeActivations;
+pub use attention::RecognizeAttention;
 pub use batchnorm::FoldBatchNorm;
 pub use fuse_activation::FuseActivation;
 pub use linear::FuseLinear;
