@@ -7,6 +7,7 @@
 pub mod activation_patterns;
 pub mod attention;
 pub mod batchnorm;
+pub mod dequantize;
 pub mod fuse_activation;
 pub mod linear;
 pub mod matching;
@@ -18,6 +19,7 @@ mod testing;
 pub use activation_patterns::RecognizeActivations;
 pub use attention::RecognizeAttention;
 pub use batchnorm::FoldBatchNorm;
+pub use dequantize::RecognizeDequantize;
 pub use fuse_activation::FuseActivation;
 pub use linear::FuseLinear;
 pub use norm::RecognizeNormalization;
