@@ -6,5 +6,6 @@ pub mod dce;
 pub mod fuse;
 pub mod manager;
 pub mod noop;
+pub mod presets;
 
 pub use manager::{Changed, Pass, PassCx, Repeat, RunOptions, Stage, run_stages};
