@@ -3,6 +3,7 @@
 pub mod const_fold;
 pub mod cse;
 pub mod dce;
+pub mod fuse;
 pub mod manager;
 pub mod noop;
 pub mod pin_shapes;

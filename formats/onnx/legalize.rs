@@ -2,8 +2,15 @@
 
 use crate::ir::error::{Error, Result};
 use crate::ir::infer::{InferInput, infer_op};
-use crate::ir::ops::{AxisAttrs, ReshapeAttrs, ShapeAttrs, SoftmaxAttrs};
+use bytes::Bytes;
+
+use crate::ir::ops::{
+    AxisAttrs, ConvAttrs, ConvTransposeAttrs, FusedActivation, ReshapeAttrs, ShapeAttrs,
+    SoftmaxAttrs,
+};
 use crate::ir::patch::{Patch, PatchValue};
+use crate::ir::tensor::Tensor;
+use crate::ir::weights::Weight;
 use crate::ir::{Fact, Graph, NodeId, Op};
 use crate::passes::{Changed, Pass, PassCx};
 
@@ -106,4 +113,141 @@ fn infer_one(g: &mut Graph, op: &Op, inputs: &[Fact]) -> Result<Fact, String> {
         .map(|f| Some(InferInput::from_fact(f.clone())))
         .collect();
     Ok(infer_op(op, &inputs, 1, &mut g.symbols)?.remove(0).fact)
+}
+
+/// ONNX has no biased linear op and no fused activations: `Linear` becomes
+/// `MatMul` (+ `Add` of the bias), and an activation fused into a Conv,
+/// ConvTranspose or Linear becomes its own node after it.
+pub struct Unfuse;
+
+impl Pass for Unfuse {
+    fn name(&self) -> &'static str {
+        "onnx_unfuse"
+    }
+
+    fn run(&self, g: &mut Graph, cx: &mut PassCx) -> Result<Changed> {
+        let targets: Vec<NodeId> = g
+            .nodes()
+            .filter(|(_, n)| match &n.op {
+                Op::Linear(_) => true,
+                Op::Conv(a) => a.activation.is_some(),
+                Op::ConvTranspose(a) => a.activation.is_some(),
+                _ => false,
+            })
+            .map(|(id, _)| id)
+            .collect();
+        for &id in &targets {
+            cx.record(unfuse(g, id)?.apply(g)?);
+        }
+        Ok(Changed::from_bool(!targets.is_empty()))
+    }
+}
+
+fn unfuse(g: &Graph, id: NodeId) -> Result<Patch> {
+    let node = g.node(id).clone();
+    let out = node.outputs[0];
+    // Every intermediate has the output's fact: the bias broadcasts along the
+    // last dim and activations keep the shape.
+    let fact = g.fact(out).clone();
+    let name = |suffix: &str| format!("{}_{suffix}", node.name);
+    let mut p = Patch::new("onnx_unfuse");
+    let inputs: Vec<Option<PatchValue>> = node.inputs.iter().map(|v| v.map(|v| p.tap(v))).collect();
+    let (mut value, activation) = match &node.op {
+        Op::Linear(a) => {
+            let product = p.add_node(
+                name("matmul"),
+                Op::MatMul,
+                inputs[..2].to_vec(),
+                vec![(name("product"), fact.clone())],
+            )[0];
+            let biased = match inputs.get(2).copied().flatten() {
+                Some(bias) => p.add_node(
+                    name("bias"),
+                    Op::Add,
+                    vec![Some(product), Some(bias)],
+                    vec![(name("biased"), fact.clone())],
+                )[0],
+                None => product,
+            };
+            (biased, a.activation)
+        }
+        Op::Conv(a) => {
+            let plain = Op::Conv(ConvAttrs {
+                activation: None,
+                ..a.clone()
+            });
+            let v = p.add_node(
+                name("conv"),
+                plain,
+                inputs,
+                vec![(name("linear"), fact.clone())],
+            )[0];
+            (v, a.activation)
+        }
+        Op::ConvTranspose(a) => {
+            let plain = Op::ConvTranspose(ConvTransposeAttrs {
+                activation: None,
+                ..a.clone()
+            });
+            let v = p.add_node(
+                name("conv"),
+                plain,
+                inputs,
+                vec![(name("linear"), fact.clone())],
+            )[0];
+            (v, a.activation)
+        }
+        _ => unreachable!("only fused nodes are selected"),
+    };
+    if let Some(activation) = activation {
+        value = activation_node(&mut p, activation, value, &fact, &name("activation"))
+            .map_err(|e| Error::node(&node.name, node.op.name(), e.to_string()))?;
+    }
+    p.redirect(out, value);
+    p.remove_node(id);
+    Ok(p)
+}
+
+/// `activation(x)` as plain ONNX-expressible ops.
+fn activation_node(
+    p: &mut Patch,
+    activation: FusedActivation,
+    x: PatchValue,
+    fact: &Fact,
+    name: &str,
+) -> Result<PatchValue> {
+    let clip = |p: &mut Patch, lo: f32, hi: f32| -> Result<PatchValue> {
+        let dtype = fact.dtype.unwrap_or(crate::ir::DType::F32);
+        let mut bound = |suffix: &str, v: f32| -> Result<PatchValue> {
+            let t = Tensor::scalar_f32(v).cast(dtype)?;
+            let w = Weight::new(
+                format!("{name}_{suffix}"),
+                dtype,
+                vec![],
+                Bytes::from(t.to_bytes()),
+            )?;
+            Ok(p.add_weight(w))
+        };
+        let (lo, hi) = (bound("min", lo)?, bound("max", hi)?);
+        Ok(p.add_node(
+            name,
+            Op::Clip,
+            vec![Some(x), Some(lo), Some(hi)],
+            vec![(format!("{name}_out"), fact.clone())],
+        )[0])
+    };
+    let op = match activation {
+        FusedActivation::Relu6 => return clip(p, 0.0, 6.0),
+        FusedActivation::ReluN1To1 => return clip(p, -1.0, 1.0),
+        FusedActivation::Relu => Op::Relu,
+        FusedActivation::Tanh => Op::Tanh,
+        FusedActivation::Sigmoid => Op::Sigmoid,
+        FusedActivation::HardSwish => Op::HardSwish,
+    };
+    Ok(p.add_node(
+        name,
+        op,
+        vec![Some(x)],
+        vec![(format!("{name}_out"), fact.clone())],
+    )[0])
 }

@@ -99,14 +99,6 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
             },
         }),
     };
-    let pass_names: Vec<&str> = match &req.passes {
-        Some(list) => list
-            .iter()
-            .map(String::as_str)
-            .filter(|p| !p.is_empty())
-            .collect(),
-        None => presets::for_target(target.name()).to_vec(),
-    };
     let mut stages = Vec::new();
     if !req.pins.is_empty() {
         stages.push(Stage {
@@ -115,10 +107,29 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
             repeat: Repeat::Once,
         });
     }
-    if !pass_names.is_empty() {
-        stages.push(presets::stage("optimize", &pass_names)?);
+    match &req.passes {
+        Some(list) => {
+            let names: Vec<&str> = list
+                .iter()
+                .map(String::as_str)
+                .filter(|p| !p.is_empty())
+                .collect();
+            if !names.is_empty() {
+                stages.push(presets::stage("optimize", &names)?);
+            }
+        }
+        None => stages.extend(presets::for_target(target.name())),
     }
     stages.extend(target.legalize());
+    let mut pass_names: Vec<&'static str> = Vec::new();
+    for name in stages
+        .iter()
+        .flat_map(|s| s.passes.iter().map(|p| p.name()))
+    {
+        if !pass_names.contains(&name) {
+            pass_names.push(name);
+        }
+    }
     if let Some(pass) = &req.print_after {
         let known: Vec<&str> = stages
             .iter()

@@ -21,13 +21,13 @@ use bytes::Bytes;
 use crate::formats::target::{EmitReport, Support, Target, require_supported};
 use crate::ir::error::{Error, Result, Unsupported};
 use crate::ir::verify::live_values;
-use crate::ir::{DType, Dim, Fact, Graph, NodeId, Shape, ValueDef, ValueId};
+use crate::ir::{DType, Dim, Fact, Graph, NodeId, Op, Shape, ValueDef, ValueId};
 use crate::passes::{Repeat, Stage};
 use crate::progress::Progress;
 
 use super::dtype::to_onnx;
 use super::import::NEWEST_OPSET;
-use super::legalize::SoftmaxFlatten;
+use super::legalize::{SoftmaxFlatten, Unfuse};
 use super::proto::tensor_shape_proto::Dimension;
 use super::proto::tensor_shape_proto::dimension::Value as DimValue;
 use super::proto::type_proto::{Tensor as TensorType, Value as TypeValue};
@@ -53,7 +53,7 @@ impl Target for OnnxTarget {
     fn legalize(&self) -> Vec<Stage> {
         vec![Stage {
             name: "onnx_legalize",
-            passes: vec![Box::new(SoftmaxFlatten)],
+            passes: vec![Box::new(SoftmaxFlatten), Box::new(Unfuse)],
             repeat: Repeat::Once,
         }]
     }
@@ -121,11 +121,12 @@ pub fn support(g: &Graph, id: NodeId) -> Support {
     Support::Native
 }
 
-/// A value ONNX can type: a known dtype ONNX has, no quantization parameters
-/// (Q/DQ insertion for quantized facts is not implemented).
+/// A value ONNX can type: a known dtype ONNX has, and quantization parameters
+/// only where DequantizeLinear nodes reading it state them (Q/DQ insertion for
+/// other quantized facts is not implemented).
 fn check_value(g: &Graph, v: ValueId) -> Result<(), String> {
     let value = g.value(v);
-    if value.fact.quant.is_some() {
+    if value.fact.quant.is_some() && !only_dequantized(g, v) {
         return Err(format!(
             "value '{}' carries quantization parameters, which the ONNX writer cannot express yet",
             value.name
@@ -139,6 +140,15 @@ fn check_value(g: &Graph, v: ValueId) -> Result<(), String> {
         )),
         Some(_) => Ok(()),
     }
+}
+
+/// Whether every node reading `v` is a DequantizeLinear taking it as the
+/// quantized input, whose scale and zero point express `v`'s quantization.
+fn only_dequantized(g: &Graph, v: ValueId) -> bool {
+    !g.outputs.contains(&v)
+        && g.nodes()
+            .filter(|(_, n)| n.inputs.contains(&Some(v)))
+            .all(|(_, n)| matches!(n.op, Op::DequantizeLinear(_)) && n.input(0) == Some(v))
 }
 
 /// The lowest IR version that can hold a model of `opset`

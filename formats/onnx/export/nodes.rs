@@ -14,9 +14,9 @@ use crate::formats::onnx::dtype::to_onnx;
 use crate::formats::onnx::proto::attribute_proto::AttributeType;
 use crate::formats::onnx::proto::{AttributeProto, TensorProto};
 use crate::ir::ops::{
-    AspectRatioPolicy, CoordinateTransform, DepthToSpaceMode, GeluApproximation, NearestMode,
-    Padding, PoolAttrs, ReduceAttrs, ResizeMode, RnnAttrs, RnnDirection, Scalar, ScatterReduction,
-    ShiftDirection, SoftmaxAttrs,
+    AspectRatioPolicy, ConvAttrs, ConvTransposeAttrs, CoordinateTransform, DepthToSpaceMode,
+    GeluApproximation, NearestMode, Padding, PoolAttrs, ReduceAttrs, ResizeMode, RnnAttrs,
+    RnnDirection, Scalar, ScatterReduction, ShiftDirection, SoftmaxAttrs,
 };
 use crate::ir::{DType, Graph, Node, Op};
 
@@ -182,6 +182,38 @@ fn lower_op(g: &Graph, node: &Node, opset: i64) -> Result<Lowered, NoForm> {
         )),
         MatMulInteger => plain("MatMulInteger", 10),
         Einsum(a) => Ok(form("Einsum", 12, vec![string("equation", &a.equation)])),
+        Swish(a) => Ok(form("Swish", 24, vec![float("alpha", a.alpha)])),
+        RmsNormalization(a) => Ok(form(
+            "RMSNormalization",
+            23,
+            vec![int("axis", a.axis), float("epsilon", a.epsilon)],
+        )),
+        Attention(a) => {
+            let mut attrs = vec![int("is_causal", a.is_causal.into())];
+            if let Some(scale) = a.scale {
+                attrs.push(float("scale", scale));
+            }
+            if let Some(n) = a.q_num_heads {
+                attrs.push(int("q_num_heads", n as i64));
+            }
+            if let Some(n) = a.kv_num_heads {
+                attrs.push(int("kv_num_heads", n as i64));
+            }
+            Ok(form("Attention", 23, attrs))
+        }
+        Linear(_) => Err(NoForm::NeedsLegalize(
+            "a biased linear op becomes MatMul + Add".into(),
+        )),
+        Conv(ConvAttrs {
+            activation: Some(_),
+            ..
+        })
+        | ConvTranspose(ConvTransposeAttrs {
+            activation: Some(_),
+            ..
+        }) => Err(NoForm::NeedsLegalize(
+            "a fused activation becomes its own node".into(),
+        )),
         Conv(a) => {
             let mut attrs = window_attrs(
                 a.kernel_shape.as_deref(),

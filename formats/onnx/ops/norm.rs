@@ -14,6 +14,7 @@ pub fn handles(op_type: &str) -> bool {
         "BatchNormalization"
             | "InstanceNormalization"
             | "LayerNormalization"
+            | "RMSNormalization"
             | "GroupNormalization"
             | "LpNormalization"
             | "MeanVarianceNormalization"
@@ -49,6 +50,16 @@ pub fn convert(op_type: &str, cx: &mut NodeCx) -> Result<Op> {
                 return Ok(cx.custom());
             }
             Op::LayerNormalization(LayerNormAttrs {
+                axis: a.int("axis", -1)?,
+                epsilon: a.float("epsilon", 1e-5)?,
+            })
+        }
+        "RMSNormalization" => {
+            // stash_type 1 (float) is the precision the interpreter computes in.
+            if a.int("stash_type", 1)? != 1 {
+                return Ok(cx.custom());
+            }
+            Op::RmsNormalization(LayerNormAttrs {
                 axis: a.int("axis", -1)?,
                 epsilon: a.float("epsilon", 1e-5)?,
             })
