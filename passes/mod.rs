@@ -1,5 +1,6 @@
 //! Compiler passes over the IR: cleanup, fusion, pruning, shape pinning, quantization.
 
+pub mod chains;
 pub mod const_fold;
 pub mod cse;
 pub mod dce;

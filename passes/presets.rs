@@ -2,6 +2,7 @@
 
 use crate::ir::error::{Error, Result};
 
+use super::chains::CollapseChains;
 use super::const_fold::ConstantFolding;
 use super::cse::CommonSubexpressionElimination;
 use super::dce::DeadCodeElimination;
@@ -16,11 +17,12 @@ use super::noop::NoOpRemoval;
 pub const FIXPOINT_CAP: usize = 16;
 
 /// The cleanup passes, in the order they run each round.
-pub const CLEANUP: &[&str] = &["noop", "const_fold", "cse", "dce"];
+pub const CLEANUP: &[&str] = &["noop", "collapse_chains", "const_fold", "cse", "dce"];
 
 /// Every pass `--passes` accepts, in the order `--help` lists them.
 pub const NAMES: &[&str] = &[
     "noop",
+    "collapse_chains",
     "const_fold",
     "cse",
     "dce",
@@ -37,6 +39,7 @@ pub const NAMES: &[&str] = &[
 pub fn by_name(name: &str) -> Option<Box<dyn Pass>> {
     Some(match name {
         "noop" => Box::new(NoOpRemoval),
+        "collapse_chains" => Box::new(CollapseChains),
         "const_fold" => Box::new(ConstantFolding),
         "cse" => Box::new(CommonSubexpressionElimination),
         "dce" => Box::new(DeadCodeElimination),
