@@ -39,6 +39,27 @@ impl Pass for CollapseChains {
 
 type Rewrite = Box<dyn FnOnce(&mut Graph) -> Result<crate::ir::patch::Rewrite>>;
 
+/// Replaces node `id` by `op` over `inputs` (same name and output fact) and
+/// reports the chain from `inner_id` as matched.
+fn replace_node(
+    g: &mut Graph,
+    mut patch: Patch,
+    id: NodeId,
+    inner_id: NodeId,
+    op: Op,
+    inputs: Vec<Option<crate::ir::patch::PatchValue>>,
+) -> Result<crate::ir::patch::Rewrite> {
+    let node = g.node(id);
+    let (out, name) = (node.outputs[0], node.name.clone());
+    let fact = g.fact(out).clone();
+    let new = patch.add_node(name.clone(), op, inputs, vec![(name, fact)]);
+    patch.redirect(out, new[0]);
+    patch.remove_node(id);
+    let mut rewrite = patch.apply(g)?;
+    rewrite.matched.insert(0, g.node(inner_id).name.clone());
+    Ok(rewrite)
+}
+
 /// The producer of the node's first input, when it is a node.
 fn first_input_producer(g: &Graph, node: &Node) -> Option<(NodeId, ValueId)> {
     let v = node.input(0)?;
@@ -114,9 +135,7 @@ fn reshape_chain(g: &Graph, id: NodeId) -> Option<Rewrite> {
         return None;
     }
     let source = inner.input(0)?;
-    let out = node.outputs[0];
-    let fact = g.fact(out).clone();
-    let target = match fact.shape.as_fixed() {
+    let target = match g.fact(node.outputs[0]).shape.as_fixed() {
         Some(dims) => Target::Static(dims),
         None => match &node.op {
             Op::Reshape(a) => {
@@ -150,17 +169,8 @@ fn reshape_chain(g: &Graph, id: NodeId) -> Option<Rewrite> {
             }
         };
         let op = Op::Reshape(ReshapeAttrs { allowzero });
-        let new = patch.add_node(
-            name.clone(),
-            op,
-            vec![Some(patch.tap(source)), Some(shape)],
-            vec![(name, fact)],
-        );
-        patch.redirect(out, new[0]);
-        patch.remove_node(id);
-        let mut rewrite = patch.apply(g)?;
-        rewrite.matched.insert(0, g.node(inner_id).name.clone());
-        Ok(rewrite)
+        let inputs = vec![Some(patch.tap(source)), Some(shape)];
+        replace_node(g, patch, id, inner_id, op, inputs)
     }))
 }
 

@@ -171,31 +171,31 @@ fn unfuse(g: &Graph, id: NodeId) -> Result<Patch> {
             };
             (biased, a.activation)
         }
-        Op::Conv(a) => {
-            let plain = Op::Conv(ConvAttrs {
-                activation: None,
-                ..a.clone()
-            });
+        Op::Conv(_) | Op::ConvTranspose(_) => {
+            let (plain, activation) = match &node.op {
+                Op::Conv(a) => (
+                    Op::Conv(ConvAttrs {
+                        activation: None,
+                        ..a.clone()
+                    }),
+                    a.activation,
+                ),
+                Op::ConvTranspose(a) => (
+                    Op::ConvTranspose(ConvTransposeAttrs {
+                        activation: None,
+                        ..a.clone()
+                    }),
+                    a.activation,
+                ),
+                _ => unreachable!("matched just above"),
+            };
             let v = p.add_node(
                 name("conv"),
                 plain,
                 inputs,
                 vec![(name("linear"), fact.clone())],
             )[0];
-            (v, a.activation)
-        }
-        Op::ConvTranspose(a) => {
-            let plain = Op::ConvTranspose(ConvTransposeAttrs {
-                activation: None,
-                ..a.clone()
-            });
-            let v = p.add_node(
-                name("conv"),
-                plain,
-                inputs,
-                vec![(name("linear"), fact.clone())],
-            )[0];
-            (v, a.activation)
+            (v, activation)
         }
         _ => unreachable!("only fused nodes are selected"),
     };
