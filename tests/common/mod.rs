@@ -8,6 +8,8 @@
 //! command and its output; nothing is ever skipped.
 #![allow(dead_code)] // every test binary uses its own subset
 
+pub mod samples;
+
 use std::env;
 use std::ffi::OsStr;
 use std::fs::{self, File};
