@@ -12,6 +12,7 @@
 //! broadcast, an axis out of range), with a message the caller locates.
 
 mod broadcast;
+mod graph;
 mod layout;
 mod linalg;
 mod misc;
@@ -25,6 +26,7 @@ use super::ops::Op;
 use super::shape::{Dim, Shape, Symbols, normalize_axis};
 use super::tensor::Tensor;
 
+pub use graph::infer_graph;
 pub use sym::SymInt;
 
 /// Integer tensors up to this many elements carry a symbolic value.
