@@ -5,5 +5,6 @@ pub mod cse;
 pub mod dce;
 pub mod manager;
 pub mod noop;
+pub mod prune;
 
 pub use manager::{Changed, Pass, PassCx, Repeat, RunOptions, Stage, run_stages};
