@@ -117,3 +117,42 @@ fn record(report: PruneReport, cx: &mut PassCx) -> Result<Changed> {
 
 #[cfg(test)]
 mod test_graphs;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::verify::verify;
+    use crate::passes::manager::{Repeat, RunOptions, Stage, run_stages};
+
+    #[test]
+    fn the_passes_record_their_rewrites_for_explain() {
+        let mut g = test_graphs::parse_graph(&test_graphs::conv_bn_relu_conv());
+        let stages = [Stage {
+            name: "prune",
+            passes: vec![
+                Box::new(ChannelPruning(ChannelConfig::default())),
+                Box::new(MagnitudePruning(MagnitudeConfig {
+                    min_params: 1,
+                    ..MagnitudeConfig::default()
+                })),
+            ],
+            repeat: Repeat::Once,
+        }];
+        let opts = RunOptions {
+            verify_each: true,
+            ..RunOptions::default()
+        };
+        let report = run_stages(&mut g, &stages, &opts).unwrap();
+        verify(&g).unwrap();
+        assert!(report.runs.iter().all(|r| r.changed));
+        assert_eq!(
+            report.explain(),
+            "prune_channels: matched [conv1] -> produced [conv1]
+prune_channels: matched [bn] -> produced [bn]
+prune_channels: matched [conv2] -> produced [conv2]
+prune_magnitude: matched [conv1] -> produced []
+prune_magnitude: matched [conv2] -> produced []
+"
+        );
+    }
+}

@@ -117,14 +117,21 @@ impl fmt::Display for PruneReport {
                 )?;
             }
         }
-        writeln!(
+        write!(
             f,
-            "parameters {} -> {} ({:.1}% fewer), sparsity of pruned layers {:.1}%",
+            "parameters {} -> {} ({:.1}% fewer)",
             self.params_before,
             self.params_after,
             100.0 * self.parameter_reduction(),
-            100.0 * self.sparsity()
-        )
+        )?;
+        if self.zeros() > 0 {
+            write!(
+                f,
+                ", sparsity of pruned layers {:.1}%",
+                100.0 * self.sparsity()
+            )?;
+        }
+        writeln!(f)
     }
 }
 
