@@ -55,7 +55,9 @@ pub fn prune_channels(g: &mut Graph, cfg: &ChannelConfig) -> Result<PruneReport>
             (prune_analyzed(&mut trial, &analysis, cfg)?, trial)
         }
     };
-    *g = pruned;
+    if !report.rewrites.is_empty() {
+        *g = pruned;
+    }
     report.params_before = params_before;
     report.params_after = live_params(g);
     Ok(report)
@@ -318,8 +320,8 @@ fn rebuild_node(
 #[cfg(test)]
 mod tests {
     use super::super::test_graphs::{
-        conv_bn_relu_conv, parse_graph, random_input, residual_block, residual_with_input,
-        squeeze_excite_head, weight_shape, zero_channels,
+        channel_concat, computed_flatten, conv_bn_relu_conv, parse_graph, random_input,
+        residual_block, residual_with_input, squeeze_excite_head, weight_shape, zero_channels,
     };
     use super::*;
     use crate::ir::compare::compare;
@@ -464,5 +466,45 @@ mod tests {
         let mut expected = order[..2].to_vec();
         expected.sort_unstable();
         assert_eq!(group(&report, "conv1").removed, expected);
+    }
+
+    #[test]
+    fn concatenated_channels_slice_the_consumer_at_both_offsets() {
+        let original = parse_graph(&channel_concat());
+        let mut g = original.clone();
+        let report = prune_channels(&mut g, &config(0.25)).unwrap();
+        let a = group(&report, "conv_a").removed.clone();
+        let b = group(&report, "conv_b").removed.clone();
+        assert_eq!((a.len(), b.len()), (1, 1), "{report}");
+        assert_eq!(weight_shape(&g, "w_c"), vec![2, 8, 1, 1]);
+        assert!(g.to_string().contains("c: f32[N,8,4,4] = Concat"));
+        let mut consumer_columns = a.clone();
+        consumer_columns.extend(b.iter().map(|i| 4 + i));
+        let mut reference = original.clone();
+        zero_channels(&mut reference, "w_c", 1, &consumer_columns);
+        assert_same_as_zeroed(&g, &reference, &original, &[2, 3, 4, 4]);
+    }
+
+    #[test]
+    fn a_computed_reshape_target_is_kept_only_when_it_follows_the_channels() {
+        let original = parse_graph(&computed_flatten(-1));
+        let mut g = original.clone();
+        let report = prune_channels(&mut g, &config(0.25)).unwrap();
+        assert_eq!(group(&report, "conv1").removed.len(), 2, "{report}");
+        assert_eq!(weight_shape(&g, "w_fc"), vec![6, 3]);
+        assert!(g.to_string().contains("f: f32[N,6] = Reshape"));
+        let mut reference = original.clone();
+        zero_channels(&mut reference, "w_fc", 0, &group(&report, "conv1").removed);
+        assert_same_as_zeroed(&g, &reference, &original, &[2, 3, 4, 4]);
+
+        let original = parse_graph(&computed_flatten(8));
+        let mut g = original.clone();
+        let report = prune_channels(&mut g, &config(0.25)).unwrap();
+        assert_eq!(
+            group(&report, "conv1").skipped,
+            vec!["a shape computed from these channels might change".to_string()]
+        );
+        assert!(report.rewrites.is_empty());
+        assert_eq!(g.to_string(), original.to_string());
     }
 }

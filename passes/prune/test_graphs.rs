@@ -165,6 +165,51 @@ pub fn squeeze_excite_head() -> String {
     )
 }
 
+/// Two Convs' outputs concatenated on the channel axis, read by a Conv.
+pub fn channel_concat() -> String {
+    format!(
+        "graph g {{
+  input x: f32[N,3,4,4]
+{}{}{}  node conv_a: a: f32[N,4,4,4] = Conv {} (x, w_a)
+  node conv_b: b: f32[N,6,4,4] = Conv {} (x, w_b)
+  node relu_b: rb: f32[N,6,4,4] = Relu (b)
+  node cat: c: f32[N,10,4,4] = Concat {{\"axis\":1}} (a, rb)
+  node conv_c: y: f32[N,2,4,4] = Conv {} (c, w_c)
+  output y
+}}
+",
+        weight("w_a", &[4, 3, 1, 1], 51, 0.0),
+        weight("w_b", &[6, 3, 1, 1], 52, 0.0),
+        weight("w_c", &[2, 10, 1, 1], 53, 0.0),
+        conv_attrs(1, 0, 1),
+        conv_attrs(1, 0, 1),
+        conv_attrs(1, 0, 1),
+    )
+}
+
+/// Conv -> GlobalAveragePool -> Reshape to `[N, target]` with the batch size
+/// read by Shape -> MatMul: `target` is `-1` (follows the channels) or the
+/// channel count `8` (does not).
+pub fn computed_flatten(target: i64) -> String {
+    format!(
+        "graph g {{
+  input x: f32[N,3,4,4]
+{}{}  weight tail: i64[1] = [{target}]
+  node conv1: c: f32[N,8,4,4] = Conv {} (x, w1)
+  node gap: p: f32[N,8,1,1] = GlobalAveragePool (c)
+  node shape: s: i64[1] = Shape {{\"start\":0,\"end\":1}} (p)
+  node cat: t: i64[2] = Concat {{\"axis\":0}} (s, tail)
+  node flat: f: f32[N,8] = Reshape {{\"allowzero\":false}} (p, t)
+  node fc: y: f32[N,3] = MatMul (f, w_fc)
+  output y
+}}
+",
+        weight("w1", &[8, 3, 1, 1], 61, 0.0),
+        weight("w_fc", &[8, 3], 62, 0.0),
+        conv_attrs(1, 0, 1),
+    )
+}
+
 pub fn parse_graph(text: &str) -> Graph {
     parse(text).unwrap()
 }
@@ -219,6 +264,9 @@ fn the_test_graphs_parse_and_run() {
         (residual_block(), [1, 3, 5, 5]),
         (residual_with_input(), [1, 8, 3, 3]),
         (squeeze_excite_head(), [1, 3, 6, 6]),
+        (channel_concat(), [1, 3, 4, 4]),
+        (computed_flatten(-1), [1, 3, 4, 4]),
+        (computed_flatten(8), [1, 3, 4, 4]),
     ] {
         let g = parse_graph(&text);
         crate::ir::verify::verify(&g).unwrap();
