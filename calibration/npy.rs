@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use zip::write::SimpleFileOptions;
@@ -23,6 +23,7 @@ use crate::ir::dtype::DType;
 use crate::ir::error::{Error, Result};
 use crate::ir::tensor::Tensor;
 use crate::ir::weights::map_file;
+use crate::output::AtomicFile;
 
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 /// Largest header accepted; numpy itself refuses headers over 10 000 bytes by default.
@@ -238,40 +239,24 @@ pub fn write_npz(path: &Path, arrays: &[(&str, &Tensor)]) -> Result<()> {
         })
         .collect::<Result<_>>()?;
 
-    let partial = partial_path(path);
-    let written = write_zip(&partial, &encoded)
-        .and_then(|()| std::fs::rename(&partial, path).map_err(|e| Error::io(path, e)));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    written
+    let mut file = AtomicFile::create(path).map_err(|e| Error::io(path, e))?;
+    write_zip(&mut file, &encoded).map_err(|e| Error::io(path, e))?;
+    file.commit().map_err(|e| Error::io(path, e))
 }
 
-fn write_zip(path: &Path, members: &[(String, Vec<u8>)]) -> Result<()> {
-    let io = |e: std::io::Error| Error::io(path, e);
-    let file = File::create(path).map_err(io)?;
-    let mut zip = ZipWriter::new(BufWriter::new(file));
+fn write_zip(file: &mut AtomicFile, members: &[(String, Vec<u8>)]) -> std::io::Result<()> {
+    let mut zip = ZipWriter::new(file);
     for (name, bytes) in members {
         let options = SimpleFileOptions::default()
             .compression_method(CompressionMethod::Stored)
             .last_modified_time(DateTime::default())
             .unix_permissions(0o644)
             .large_file(bytes.len() as u64 >= u64::from(u32::MAX));
-        zip.start_file(name.as_str(), options)
-            .map_err(|e| io(e.into()))?;
-        zip.write_all(bytes).map_err(io)?;
+        zip.start_file(name.as_str(), options)?;
+        zip.write_all(bytes)?;
     }
-    let mut out = zip.finish().map_err(|e| io(e.into()))?;
-    out.flush().map_err(io)?;
-    out.get_ref().sync_all().map_err(io)
-}
-
-/// A sibling of `path` to write into before renaming.
-fn partial_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.partial"))
+    zip.finish()?;
+    Ok(())
 }
 
 fn member_path(archive: &Path, member: &str) -> PathBuf {

@@ -2,4 +2,5 @@
 
 pub mod onnx;
 pub mod safetensors;
+pub mod target;
 pub mod tract_reference;

@@ -5,6 +5,7 @@
 //! (`main.rs`). The top-level folders are modules of this one crate.
 
 pub mod ir;
+pub mod output;
 pub mod progress;
 
 #[path = "../calibration/mod.rs"]

@@ -13,9 +13,11 @@ use edgeconv::exit;
 use edgeconv::ir::text::{PrintOptions, print};
 use edgeconv::progress::{Progress, Silent};
 
+use cli::convert::{ConvertRequest, TargetName};
 use cli::inputs::InputArg;
 use cli::inspect::Summary;
 use cli::progress_bar::TerminalBar;
+use edgeconv::passes::pin_shapes::Pin;
 
 /// Turns trained models (ONNX, safetensors) into on-device artifacts.
 ///
@@ -39,6 +41,9 @@ enum Command {
     /// Run a model with the reference interpreter on .npy inputs and write
     /// every output to an .npz archive.
     Run(RunArgs),
+    /// Convert a model for a target: import, optimize, legalize, check that
+    /// the target supports every node, write the artifact.
+    Convert(ConvertArgs),
 }
 
 #[derive(Args)]
@@ -69,6 +74,41 @@ struct RunArgs {
     engine: cli::run::Engine,
 }
 
+#[derive(Args)]
+struct ConvertArgs {
+    /// An .onnx file, a .safetensors file or a Hugging Face checkpoint folder.
+    model: PathBuf,
+    /// The output format.
+    #[arg(long, value_enum)]
+    target: TargetName,
+    /// The artifact to write (side files, such as ONNX external data, go next to it).
+    #[arg(short, long, value_name = "OUT")]
+    output: PathBuf,
+    /// Passes to run instead of the target's default list, repeated until
+    /// nothing changes (noop, const_fold, cse, dce).
+    #[arg(long, value_delimiter = ',', value_name = "PASS,...")]
+    passes: Option<Vec<String>>,
+    /// Fix a symbolic dim: SYMBOL=VALUE, INPUT=D0xD1x... or INPUT:AXIS=VALUE.
+    #[arg(long = "pin", value_name = "NAME=VALUE")]
+    pins: Vec<Pin>,
+    /// Print every rewrite the passes applied (rule, nodes matched, nodes produced).
+    #[arg(long)]
+    explain: bool,
+    /// Print the IR after every run of this pass.
+    #[arg(long, value_name = "PASS")]
+    print_after: Option<String>,
+    /// Print one JSON object (schema in docs/CLI.md) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Print per-pass timing to stderr.
+    #[arg(long, short)]
+    verbose: bool,
+    /// ONNX: put every tensor of at least 1 KiB in OUT.data (otherwise only
+    /// when the model would pass 2 GiB).
+    #[arg(long)]
+    external_data: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let progress: Box<dyn Progress> = if cli.quiet || !std::io::stderr().is_terminal() {
@@ -79,6 +119,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect(&args, progress.as_ref()),
         Command::Run(args) => run(&args, cli.quiet, progress.as_ref()),
+        Command::Convert(args) => convert(args, cli.quiet, progress.as_ref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -148,6 +189,26 @@ fn inspect(args: &InspectArgs, progress: &dyn Progress) -> anyhow::Result<()> {
         }
     };
     write_stdout(&text)
+}
+
+fn convert(args: ConvertArgs, quiet: bool, progress: &dyn Progress) -> anyhow::Result<()> {
+    let request = ConvertRequest {
+        model: args.model,
+        target: args.target,
+        output: args.output,
+        passes: args.passes,
+        pins: args.pins,
+        explain: args.explain,
+        print_after: args.print_after,
+        json: args.json,
+        verbose: args.verbose,
+        external_data: args.external_data,
+    };
+    let (stdout, stderr) = cli::convert::convert(&request, progress)?;
+    if !quiet || request.verbose {
+        eprint!("{stderr}");
+    }
+    write_stdout(&stdout)
 }
 
 /// Writes to stdout; a closed pipe (`edgeconv inspect m | head`) is not an error.

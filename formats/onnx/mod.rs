@@ -9,8 +9,10 @@
 mod attrs;
 mod decode;
 pub mod dtype;
+pub mod export;
 mod external;
 mod import;
+pub mod legalize;
 mod names;
 pub mod ops;
 pub mod proto;

@@ -22,7 +22,7 @@ use super::{ChannelConfig, Criterion};
 /// the producers' weights and biases, BatchNormalization parameters,
 /// per-channel constants of elementwise ops (Mul/Add by `[C,1,1]`, PRelu
 /// slopes), depthwise Convs (channels tied to their input), and consumers'
-/// input channels (Conv weights' second axis, MatMul/Gemm rows after a
+/// input channels (Conv weights' second axis, MatMul/Gemm/Linear rows after a
 /// GlobalAveragePool and Flatten/Reshape to `[N, C]`).
 ///
 /// Channel groups come from [`super::groups`]: channels joined by residual

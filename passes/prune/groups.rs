@@ -288,7 +288,7 @@ impl Walk<'_> {
                     self.block_all(&tracked, node);
                 }
             }
-            Op::MatMul | Op::Gemm(_) => self.linear(id, input0, &tracked),
+            Op::MatMul | Op::Gemm(_) | Op::Linear(_) => self.linear(id, input0, &tracked),
             Op::Shape(_) | Op::Size => {
                 for l in &tracked {
                     for &r in l {
@@ -591,12 +591,12 @@ impl Walk<'_> {
         }
     }
 
-    /// MatMul/Gemm reading pruned features as rows of a constant weight.
+    /// MatMul/Gemm/Linear reading pruned features as rows of a constant weight.
     fn linear(&mut self, id: NodeId, input0: Option<Vec<usize>>, tracked: &[Vec<usize>]) {
         let node = self.g.node(id);
         let weight_axis = match &node.op {
             Op::Gemm(a) if !a.trans_a => Some(if a.trans_b { 1 } else { 0 }),
-            Op::MatMul => Some(0),
+            Op::MatMul | Op::Linear(_) => Some(0),
             _ => None,
         };
         let rank2 = node

@@ -13,7 +13,7 @@ use super::{MagnitudeConfig, Scope};
 /// Sets the `cfg.sparsity` fraction of smallest-|w| elements of every
 /// prunable weight to zero (per layer, or under one global threshold). A
 /// prunable weight is the constant weight operand of a Conv, ConvTranspose,
-/// Gemm or MatMul node, in a float dtype, with at least `cfg.min_params`
+/// Gemm, Linear or MatMul node, in a float dtype, with at least `cfg.min_params`
 /// elements. Shapes do not change: the zeros are for targets that store
 /// sparse weights. A weight shared by several nodes is pruned once. Ties at
 /// the threshold are broken by element order, so exactly
@@ -110,7 +110,7 @@ fn weight_operands(g: &Graph) -> Result<Vec<Candidate>> {
         let node = g.node(id);
         let is_weight = |slot: usize| node.input(slot).filter(|&v| g.weight_of(v).is_some());
         let operand = match node.op {
-            Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) => is_weight(1),
+            Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) | Op::Linear(_) => is_weight(1),
             Op::MatMul => is_weight(1).or_else(|| is_weight(0)),
             _ => None,
         };

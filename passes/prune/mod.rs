@@ -11,6 +11,8 @@ mod magnitude;
 mod report;
 mod tensor_data;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::ir::Graph;
 use crate::ir::error::Result;
 
@@ -79,8 +81,9 @@ impl Default for ChannelConfig {
     }
 }
 
-/// Zeroes the smallest-magnitude weights of Conv/ConvTranspose/Gemm/MatMul
-/// layers; see [`prune_magnitude`].
+/// Zeroes the smallest-magnitude weights of Conv/ConvTranspose/Gemm/MatMul/Linear
+/// layers; see [`prune_magnitude`]. Running it again selects the same zeros
+/// and changes nothing.
 pub struct MagnitudePruning(pub MagnitudeConfig);
 
 impl Pass for MagnitudePruning {
@@ -94,8 +97,22 @@ impl Pass for MagnitudePruning {
 }
 
 /// Removes the lowest-norm output channels of Conv layers and the matching
-/// inputs of their consumers; see [`prune_channels`].
-pub struct ChannelPruning(pub ChannelConfig);
+/// inputs of their consumers; see [`prune_channels`]. One instance prunes
+/// once: pruning again would remove a fraction of what is left, so in a
+/// fixpoint stage the later rounds change nothing.
+pub struct ChannelPruning {
+    config: ChannelConfig,
+    done: AtomicBool,
+}
+
+impl ChannelPruning {
+    pub fn new(config: ChannelConfig) -> ChannelPruning {
+        ChannelPruning {
+            config,
+            done: AtomicBool::new(false),
+        }
+    }
+}
 
 impl Pass for ChannelPruning {
     fn name(&self) -> &'static str {
@@ -103,7 +120,10 @@ impl Pass for ChannelPruning {
     }
 
     fn run(&self, g: &mut Graph, cx: &mut PassCx) -> Result<Changed> {
-        record(prune_channels(g, &self.0)?, cx)
+        if self.done.swap(true, Ordering::SeqCst) {
+            return Ok(Changed::No);
+        }
+        record(prune_channels(g, &self.config)?, cx)
     }
 }
 
@@ -130,13 +150,13 @@ mod tests {
         let stages = [Stage {
             name: "prune",
             passes: vec![
-                Box::new(ChannelPruning(ChannelConfig::default())),
+                Box::new(ChannelPruning::new(ChannelConfig::default())),
                 Box::new(MagnitudePruning(MagnitudeConfig {
                     min_params: 1,
                     ..MagnitudeConfig::default()
                 })),
             ],
-            repeat: Repeat::Once,
+            repeat: Repeat::Fixpoint { cap: 3 },
         }];
         let opts = RunOptions {
             verify_each: true,
@@ -144,7 +164,12 @@ mod tests {
         };
         let report = run_stages(&mut g, &stages, &opts).unwrap();
         verify(&g).unwrap();
-        assert!(report.runs.iter().all(|r| r.changed));
+        let changed: Vec<bool> = report.runs.iter().map(|r| r.changed).collect();
+        assert_eq!(
+            changed,
+            vec![true, true, false, false],
+            "a second round is quiet"
+        );
         assert_eq!(
             report.explain(),
             "prune_channels: matched [conv1] -> produced [conv1]

@@ -1,5 +1,6 @@
 //! The pieces of the `edgeconv` command behind the argument parsing in `main.rs`.
 
+pub mod convert;
 pub mod inputs;
 pub mod inspect;
 pub mod load;

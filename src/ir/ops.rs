@@ -53,6 +53,9 @@ pub struct ConvAttrs {
     pub dilations: Vec<usize>,
     pub padding: Padding,
     pub group: usize,
+    /// Applied to the output (a fusion result; ONNX has no such attribute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<FusedActivation>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,6 +69,46 @@ pub struct ConvTransposeAttrs {
     pub output_padding: Vec<usize>,
     /// Requested spatial output shape; pads are derived from it when present.
     pub output_shape: Option<Vec<usize>>,
+    /// Applied to the output (a fusion result; ONNX has no such attribute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<FusedActivation>,
+}
+
+/// An activation a Conv, ConvTranspose or Linear applies to its output: the
+/// set TFLite, Core ML and XNNPACK can fuse into the producing op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FusedActivation {
+    Relu,
+    /// `min(max(x, 0), 6)`
+    Relu6,
+    /// `min(max(x, -1), 1)`
+    ReluN1To1,
+    Tanh,
+    Sigmoid,
+    /// `x * relu6(x + 3) / 6`
+    HardSwish,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearAttrs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<FusedActivation>,
+}
+
+/// The forms of ONNX Attention (opset 23) the IR models: no KV cache, no
+/// softcap, no sliding window, only the output `Y`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttentionAttrs {
+    /// Queries attend keys `j <= i` only (top-left aligned, no cache).
+    pub is_causal: bool,
+    /// Multiplies `Q·Kᵀ`; `1/sqrt(head_dim)` when absent.
+    pub scale: Option<f32>,
+    /// Head counts; required for 3-D `[batch, seq, heads*head_dim]` inputs,
+    /// absent for 4-D `[batch, heads, seq, head_dim]` ones.
+    pub q_num_heads: Option<usize>,
+    pub kv_num_heads: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -584,6 +627,8 @@ define_ops! {
     Selu(SeluAttrs),
     Gelu(GeluAttrs),
     Shrink(ShrinkAttrs),
+    /// `x * sigmoid(alpha * x)`; SiLU is `alpha = 1`.
+    Swish(AlphaAttrs),
     // Elementwise, two inputs, numpy broadcasting.
     Add, Sub, Mul, Div, Pow,
     Mod(ModAttrs),
@@ -604,6 +649,9 @@ define_ops! {
     // Linear algebra.
     /// numpy `matmul` semantics.
     MatMul,
+    /// Inputs: x [..., K], weight [K, N], bias? [N].  `matmul(x, weight) + bias`,
+    /// then the fused activation if any. Not an ONNX op: fusion produces it.
+    Linear(LinearAttrs),
     /// Inputs: A, B, C?  `alpha * A' * B' + beta * C`.
     Gemm(GemmAttrs),
     /// Inputs: A (u8/i8), B (u8/i8), a_zero_point?, b_zero_point?; i32 output.
@@ -623,8 +671,13 @@ define_ops! {
     LayerNormalization(LayerNormAttrs),
     /// Inputs: X, scale [C], bias [C].
     GroupNormalization(GroupNormAttrs),
+    /// Inputs: X, scale.  `x / sqrt(mean(x²) + epsilon) * scale` over axes `axis..rank`.
+    RmsNormalization(LayerNormAttrs),
     LpNormalization(LpNormAttrs),
     MeanVarianceNormalization(AxesAttrs),
+    /// Inputs: Q, K, V, attn_mask?  `softmax(scale·Q·Kᵀ + mask)·V` per head, with
+    /// grouped-query heads repeated; a bool mask is true where a query may attend.
+    Attention(AttentionAttrs),
     // Pooling.
     MaxPool(PoolAttrs),
     AveragePool(PoolAttrs),
@@ -720,7 +773,9 @@ impl Op {
             | Softsign | Floor | Ceil | Round | Sign | Sin | Cos | Tan | Asin | Acos | Atan
             | Sinh | Cosh | Asinh | Acosh | Atanh | HardSwish | Mish | Not | BitwiseNot | IsNaN
             | Identity | IsInf(_) | HardSigmoid(_) | LeakyRelu(_) | Elu(_) | Celu(_)
-            | ThresholdedRelu(_) | Selu(_) | Gelu(_) | Shrink(_) | Cast(_) => (1, Some(1)),
+            | ThresholdedRelu(_) | Selu(_) | Gelu(_) | Shrink(_) | Swish(_) | Cast(_) => {
+                (1, Some(1))
+            }
             Add | Sub | Mul | Div | Pow | Mod(_) | PRelu | Equal | Less | LessOrEqual | Greater
             | GreaterOrEqual | And | Or | Xor | BitwiseAnd | BitwiseOr | BitwiseXor
             | BitShift(_) | CastLike(_) | MatMul => (2, Some(2)),
@@ -728,12 +783,14 @@ impl Op {
             Einsum(_) => (1, None),
             Where => (3, Some(3)),
             Clip => (1, Some(3)),
-            Gemm(_) => (2, Some(3)),
+            Gemm(_) | Linear(_) => (2, Some(3)),
             MatMulInteger => (2, Some(4)),
             Conv(_) | ConvTranspose(_) => (2, Some(3)),
             BatchNormalization(_) => (5, Some(5)),
             InstanceNormalization(_) | GroupNormalization(_) => (3, Some(3)),
             LayerNormalization(_) => (2, Some(3)),
+            RmsNormalization(_) => (2, Some(2)),
+            Attention(_) => (3, Some(4)),
             LpNormalization(_) | MeanVarianceNormalization(_) => (1, Some(1)),
             MaxPool(_) | AveragePool(_) | LpPool(_) | GlobalAveragePool | GlobalMaxPool => {
                 (1, Some(1))
@@ -824,7 +881,9 @@ mod tests {
                 dilations: vec![1, 1],
                 padding: Padding::Explicit(vec![1, 1, 1, 1]),
                 group: 1,
+                activation: Some(FusedActivation::Relu6),
             }),
+            Op::Linear(LinearAttrs { activation: None }),
             Op::Cast(CastAttrs {
                 to: DType::F16,
                 saturate: true,

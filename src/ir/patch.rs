@@ -13,7 +13,7 @@
 //! ```
 
 use super::error::{Error, Result};
-use super::graph::{Fact, Graph, NodeId, ValueId};
+use super::graph::{Fact, Graph, NodeId, QuantParams, ValueDef, ValueId, WeightId};
 use super::ops::Op;
 use super::weights::Weight;
 
@@ -23,6 +23,21 @@ pub enum PatchValue {
     Existing(ValueId),
     /// The i-th value the patch adds (node outputs and weights, in order).
     New(usize),
+}
+
+/// Quantization parameters to set on a value; per-axis scales and zero
+/// points may be weights the same patch adds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PatchQuant {
+    PerTensor {
+        scale: f32,
+        zero_point: i32,
+    },
+    PerAxis {
+        axis: usize,
+        scales: PatchValue,
+        zero_points: Option<PatchValue>,
+    },
 }
 
 struct NewNode {
@@ -52,6 +67,7 @@ pub struct Patch {
     nodes: Vec<NewNode>,
     redirects: Vec<(ValueId, PatchValue)>,
     removals: Vec<NodeId>,
+    quants: Vec<(PatchValue, PatchQuant)>,
 }
 
 impl Patch {
@@ -63,6 +79,7 @@ impl Patch {
             nodes: Vec::new(),
             redirects: Vec::new(),
             removals: Vec::new(),
+            quants: Vec::new(),
         }
     }
 
@@ -108,6 +125,11 @@ impl Patch {
 
     pub fn remove_node(&mut self, node: NodeId) {
         self.removals.push(node);
+    }
+
+    /// Records that `v` holds quantized values (`real = scale * (q - zero_point)`).
+    pub fn set_quant(&mut self, v: PatchValue, quant: PatchQuant) {
+        self.quants.push((v, quant));
     }
 
     /// Applies the patch. A value the patch creates takes the name of the value
@@ -190,6 +212,34 @@ impl Patch {
                 g.value_mut(*old).name = format!("{name}.replaced");
                 g.value_mut(new).name = name;
             }
+        }
+        for (v, quant) in &self.quants {
+            let v = resolve(*v, &resolved, g.value_count())?;
+            let weight_id = |p: PatchValue| -> Result<WeightId> {
+                let id = resolve(p, &resolved, g.value_count())?;
+                match g.value(id).def {
+                    ValueDef::Weight(w) => Ok(w),
+                    _ => Err(fail(format!(
+                        "quantization parameter '{}' is not a weight",
+                        g.value(id).name
+                    ))),
+                }
+            };
+            let quant = match *quant {
+                PatchQuant::PerTensor { scale, zero_point } => {
+                    QuantParams::PerTensor { scale, zero_point }
+                }
+                PatchQuant::PerAxis {
+                    axis,
+                    scales,
+                    zero_points,
+                } => QuantParams::PerAxis {
+                    axis,
+                    scales: weight_id(scales)?,
+                    zero_points: zero_points.map(weight_id).transpose()?,
+                },
+            };
+            g.value_mut(v).fact.quant = Some(quant);
         }
         for n in self.removals {
             g.remove_node(n);
@@ -317,6 +367,45 @@ mod tests {
         p.remove_node(r1);
         let err = p.apply(&mut g).unwrap_err().to_string();
         assert!(err.contains("graph output 'y' cannot become 'x'"), "{err}");
+    }
+
+    #[test]
+    fn quantization_parameters_may_name_weights_the_patch_adds() {
+        let mut g = parse(
+            "graph g {\n  weight q: i8[2] = [1,-1]\n  node c: y: f32[2] = Cast {\"to\":\"f32\",\"saturate\":true} (q)\n  output y\n}\n",
+        )
+        .unwrap();
+        let q = g.node(node_named(&g, "c")).input(0).unwrap();
+        let mut p = Patch::new("annotate");
+        let scales = p.add_weight(
+            Weight::new(
+                "s",
+                crate::ir::DType::F32,
+                vec![2],
+                [0.5f32.to_le_bytes(), 2f32.to_le_bytes()].concat().into(),
+            )
+            .unwrap(),
+        );
+        let quant = PatchQuant::PerAxis {
+            axis: 0,
+            scales,
+            zero_points: None,
+        };
+        p.set_quant(p.tap(q), quant);
+        p.apply(&mut g).unwrap();
+        assert!(matches!(
+            g.fact(q).quant,
+            Some(QuantParams::PerAxis { axis: 0, .. })
+        ));
+        let mut bad = Patch::new("annotate_with_a_node_output");
+        let y = g.outputs[0];
+        let quant = PatchQuant::PerAxis {
+            axis: 0,
+            scales: bad.tap(y),
+            zero_points: None,
+        };
+        bad.set_quant(bad.tap(q), quant);
+        assert!(bad.apply(&mut g).is_err());
     }
 
     #[test]

@@ -110,6 +110,7 @@ pub fn convert(op_type: &str, cx: &mut NodeCx) -> Result<Op> {
             dilations,
             padding,
             group: group()?,
+            activation: None,
         }),
         "ConvTranspose" => Op::ConvTranspose(ConvTransposeAttrs {
             kernel_shape,
@@ -119,6 +120,7 @@ pub fn convert(op_type: &str, cx: &mut NodeCx) -> Result<Op> {
             group: group()?,
             output_padding: per_axis(&a, "output_padding", spatial, 0)?,
             output_shape: a.usizes("output_shape")?,
+            activation: None,
         }),
         _ => {
             let Some(kernel_shape) = kernel_shape else {

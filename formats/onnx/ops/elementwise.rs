@@ -86,6 +86,7 @@ pub fn handles(op_type: &str) -> bool {
                 | "Selu"
                 | "Gelu"
                 | "Shrink"
+                | "Swish"
                 | "Mod"
                 | "BitShift"
                 | "Clip"
@@ -130,6 +131,7 @@ pub fn convert(op_type: &str, cx: &mut NodeCx) -> Result<Op> {
             }),
             _ => cx.custom(),
         },
+        "Swish" => Op::Swish(alpha(1.0)?),
         "Shrink" => Op::Shrink(ShrinkAttrs {
             bias: a.float("bias", 0.0)?,
             lambd: a.float("lambd", 0.5)?,

@@ -6,6 +6,7 @@
 //! cannot represent (unknown op or domain, or an attribute value without an
 //! IR equivalent) becomes [`Op::Custom`].
 
+mod attention;
 mod conv;
 mod elementwise;
 mod index;
@@ -165,6 +166,7 @@ pub fn convert(cx: &mut NodeCx) -> Result<Op> {
         t if linalg::handles(t) => linalg::convert(t, cx)?,
         t if conv::handles(t) => conv::convert(t, cx)?,
         t if norm::handles(t) => norm::convert(t, cx)?,
+        t if attention::handles(t) => attention::convert(cx)?,
         t if reduce::handles(t) => reduce::convert(t, cx)?,
         t if shape::handles(t) => shape::convert(t, cx)?,
         t if index::handles(t) => index::convert(t, cx)?,

@@ -14,6 +14,7 @@ pub fn handles(op_type: &str) -> bool {
         "BatchNormalization"
             | "InstanceNormalization"
             | "LayerNormalization"
+            | "RMSNormalization"
             | "GroupNormalization"
             | "LpNormalization"
             | "MeanVarianceNormalization"
@@ -53,6 +54,16 @@ pub fn convert(op_type: &str, cx: &mut NodeCx) -> Result<Op> {
                 epsilon: a.float("epsilon", 1e-5)?,
             })
         }
+        "RMSNormalization" => {
+            // stash_type 1 (float) is the precision the interpreter computes in.
+            if a.int("stash_type", 1)? != 1 {
+                return Ok(cx.custom());
+            }
+            Op::RmsNormalization(LayerNormAttrs {
+                axis: a.int("axis", -1)?,
+                epsilon: a.float("epsilon", 1e-5)?,
+            })
+        }
         "GroupNormalization" => {
             let num_groups = a.usize("num_groups")?;
             if cx.opset < 21 && !per_group_to_per_channel(cx, num_groups)? {
@@ -71,11 +82,16 @@ pub fn convert(op_type: &str, cx: &mut NodeCx) -> Result<Op> {
             axes: a.ints("axes")?.unwrap_or_else(|| vec![0, 2, 3]),
         }),
         _ => {
-            // Before opset 13 these flattened the input to 2-D at `axis` (default 1).
+            // Before opset 13 these flattened the input to 2-D at `axis` (default 1);
+            // over the last axis that is the same as the newest form.
             let legacy = cx.opset < 13;
+            let axis = a.int("axis", if legacy { 1 } else { -1 })?;
+            let last = cx
+                .rank(0)
+                .is_some_and(|r| axis == -1 || axis == r as i64 - 1);
             let attrs = SoftmaxAttrs {
-                axis: a.int("axis", if legacy { 1 } else { -1 })?,
-                coerce_2d: legacy,
+                axis,
+                coerce_2d: legacy && !last,
             };
             match op_type {
                 "Softmax" => Op::Softmax(attrs),

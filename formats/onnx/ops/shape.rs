@@ -122,6 +122,8 @@ pub fn convert(op_type: &str, cx: &mut NodeCx) -> Result<Op> {
                 mode,
             })
         }
+        // SpaceToDepth-28 added `mode`; the IR op is the DCR ordering only.
+        _ if a.string("mode", "DCR")? != "DCR" => cx.custom(),
         _ => Op::SpaceToDepth(BlockSizeAttrs {
             blocksize: a.usize("blocksize")?,
         }),

@@ -493,6 +493,7 @@ mod tests {
             dilations: vec![],
             padding,
             group,
+            activation: None,
         }
     }
 
@@ -582,6 +583,7 @@ mod tests {
             group: 1,
             output_padding: vec![],
             output_shape: None,
+            activation: None,
         };
         let op = Op::ConvTranspose(a.clone());
         let inputs = [Some(&x), Some(&w)];

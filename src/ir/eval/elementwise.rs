@@ -3,7 +3,7 @@
 use ndarray::{ArrayD, ArrayViewD};
 
 use super::numeric::{Number, Real, array_of, restore};
-use crate::ir::ops::{GeluApproximation, Op};
+use crate::ir::ops::{FusedActivation, GeluApproximation, Op};
 use crate::ir::tensor::Tensor;
 
 /// Evaluates a one-input elementwise op (Abs ... Shrink in [`Op`]'s list).
@@ -137,6 +137,10 @@ fn float_map<F: Real>(op: &Op, x: ArrayViewD<F>) -> Result<ArrayD<F>, String> {
             x.mapv(|v| v * (v * sixth + half).max(zero).min(one))
         }
         Op::Mish => x.mapv(|v| v * softplus(v).tanh()),
+        Op::Swish(a) => {
+            let alpha = F::c(a.alpha.into());
+            x.mapv(|v| v * sigmoid(alpha * v))
+        }
         Op::HardSigmoid(a) => {
             let (alpha, beta) = (F::c(a.alpha.into()), F::c(a.beta.into()));
             x.mapv(|v| (alpha * v + beta).max(zero).min(one))
@@ -183,6 +187,32 @@ fn float_map<F: Real>(op: &Op, x: ArrayViewD<F>) -> Result<ArrayD<F>, String> {
                 other.name()
             ));
         }
+    })
+}
+
+/// Applies the activation a Conv, ConvTranspose or Linear fused (float outputs only).
+pub fn fused_activation(activation: Option<FusedActivation>, y: Tensor) -> Result<Tensor, String> {
+    let Some(activation) = activation else {
+        return Ok(y);
+    };
+    let dtype = y.dtype();
+    dispatch_real!(dtype, F => {
+        let (zero, one) = (F::ZERO, F::ONE);
+        // Same comparisons as Relu and Clip, so NaN behaves as it did unfused.
+        let clamp = |lo: F, hi: F| move |v: F| {
+            let v = if v < lo { lo } else { v };
+            if v > hi { hi } else { v }
+        };
+        let x = array_of::<F>(&y);
+        let out = match activation {
+            FusedActivation::Relu => x.mapv(|v| if v > zero { v } else { zero }),
+            FusedActivation::Relu6 => x.mapv(clamp(zero, F::c(6.0))),
+            FusedActivation::ReluN1To1 => x.mapv(clamp(-one, one)),
+            FusedActivation::Tanh => x.mapv(F::tanh),
+            FusedActivation::Sigmoid => x.mapv(sigmoid),
+            FusedActivation::HardSwish => return unary(&Op::HardSwish, &y),
+        };
+        Ok(restore(out, dtype))
     })
 }
 
@@ -239,6 +269,22 @@ mod tests {
         }
         let y = unary(&Op::Sigmoid, &f32s(&[-1000.0, 0.0, 1000.0])).unwrap();
         assert_eq!(y, f32s(&[0.0, 0.5, 1.0]));
+    }
+
+    #[test]
+    fn swish_and_fused_activations_match_their_definitions() {
+        let x = f32s(&[-7.0, -0.5, 0.5, 7.0]);
+        let y = unary(&Op::Swish(AlphaAttrs { alpha: 2.0 }), &x).unwrap();
+        for (a, v) in y.to_f64_vec().iter().zip([-7.0f64, -0.5, 0.5, 7.0]) {
+            assert!((a - v / (1.0 + (-2.0 * v).exp())).abs() < 1e-6);
+        }
+        let relu6 = fused_activation(Some(FusedActivation::Relu6), x.clone()).unwrap();
+        assert_eq!(relu6, f32s(&[0.0, 0.0, 0.5, 6.0]));
+        let n1to1 = fused_activation(Some(FusedActivation::ReluN1To1), x.clone()).unwrap();
+        assert_eq!(n1to1, f32s(&[-1.0, -0.5, 0.5, 1.0]));
+        let hard_swish = fused_activation(Some(FusedActivation::HardSwish), x.clone()).unwrap();
+        assert_eq!(hard_swish, unary(&Op::HardSwish, &x).unwrap());
+        assert_eq!(fused_activation(None, x.clone()).unwrap(), x);
     }
 
     #[test]

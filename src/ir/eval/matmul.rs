@@ -148,6 +148,29 @@ fn matrices<'a, T>(x: &ArrayViewD<'a, T>, batch: &[usize]) -> Vec<ArrayView2<'a,
         .collect()
 }
 
+/// Linear: `matmul(x, w) + bias`, x `[..., K]`, w `[K, N]`, bias `[N]`.
+pub fn linear(x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, String> {
+    if w.shape().len() != 2 || x.shape().is_empty() {
+        return Err(format!(
+            "Linear takes x [..., K] and weight [K, N], got {:?} and {:?}",
+            x.shape(),
+            w.shape()
+        ));
+    }
+    let y = matmul(x, w)?;
+    match bias {
+        None => Ok(y),
+        Some(b) if b.shape() == [w.shape()[1]] => {
+            super::broadcast::binary(&crate::ir::ops::Op::Add, &y, b)
+        }
+        Some(b) => Err(format!(
+            "bias shape {:?} must be [{}]",
+            b.shape(),
+            w.shape()[1]
+        )),
+    }
+}
+
 /// Gemm: `alpha * A' · B' + beta * C`, C broadcast to the output.
 pub fn gemm(
     attrs: &GemmAttrs,
@@ -224,6 +247,16 @@ mod tests {
         let a = Tensor::I32(ArrayD::from_shape_vec(IxDyn(&[1, 2]), vec![i32::MAX, 1]).unwrap());
         let b = Tensor::I32(ArrayD::from_shape_vec(IxDyn(&[2, 1]), vec![2, 3]).unwrap());
         assert_eq!(matmul(&a, &b).unwrap().to_i64_vec().unwrap(), vec![1]);
+    }
+
+    #[test]
+    fn linear_adds_the_bias_along_the_last_dim() {
+        let x = t(&[2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]);
+        let w = t(&[2, 2], vec![1.0, 0.0, 0.0, 1.0]);
+        let b = t(&[2], vec![10.0, 20.0]);
+        let y = linear(&x, &w, Some(&b)).unwrap();
+        assert_eq!(y, t(&[2, 1, 2], vec![11.0, 22.0, 13.0, 24.0]));
+        assert!(linear(&x, &w, Some(&t(&[1], vec![1.0]))).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 #[macro_use]
 mod numeric;
 
+mod attention;
 mod broadcast;
 mod conv;
 mod elementwise;
@@ -214,7 +215,7 @@ pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, Strin
         | Softsign | Floor | Ceil | Round | Sign | Sin | Cos | Tan | Asin | Acos | Atan | Sinh
         | Cosh | Asinh | Acosh | Atanh | HardSwish | Mish | Not | BitwiseNot | IsNaN | IsInf(_)
         | HardSigmoid(_) | LeakyRelu(_) | Elu(_) | Celu(_) | ThresholdedRelu(_) | Selu(_)
-        | Gelu(_) | Shrink(_) => elementwise::unary(op, args.get(0)?),
+        | Gelu(_) | Shrink(_) | Swish(_) => elementwise::unary(op, args.get(0)?),
         Identity => Ok(args.get(0)?.clone()),
         Add | Sub | Mul | Div | Pow | Mod(_) | PRelu | Equal | Less | LessOrEqual | Greater
         | GreaterOrEqual | And | Or | Xor | BitwiseAnd | BitwiseOr | BitwiseXor | BitShift(_) => {
@@ -235,13 +236,20 @@ pub fn eval_op(op: &Op, inputs: &[Option<&Tensor>]) -> Result<Vec<Tensor>, Strin
         }
         MatMul => matmul::matmul(args.get(0)?, args.get(1)?),
         Gemm(a) => matmul::gemm(a, args.get(0)?, args.get(1)?, args.opt(2)),
+        Linear(a) => matmul::linear(args.get(0)?, args.get(1)?, args.opt(2))
+            .and_then(|y| elementwise::fused_activation(a.activation, y)),
         MatMulInteger => quant::matmul_integer(&args),
         Einsum(a) => misc::einsum(&a.equation, &args.all()?),
-        Conv(a) => conv::conv(a, &args),
-        ConvTranspose(a) => conv::conv_transpose(a, &args),
+        Conv(a) => {
+            conv::conv(a, &args).and_then(|y| elementwise::fused_activation(a.activation, y))
+        }
+        ConvTranspose(a) => conv::conv_transpose(a, &args)
+            .and_then(|y| elementwise::fused_activation(a.activation, y)),
         BatchNormalization(a) => norm::batch_norm(a.epsilon, &args),
         InstanceNormalization(a) => norm::instance_norm(a.epsilon, &args),
         LayerNormalization(a) => norm::layer_norm(a, &args),
+        RmsNormalization(a) => norm::rms_norm(a, &args),
+        Attention(a) => attention::attention(a, &args),
         GroupNormalization(a) => norm::group_norm(a, &args),
         LpNormalization(a) => norm::lp_norm(a, args.get(0)?),
         MeanVarianceNormalization(a) => norm::mean_variance_norm(&a.axes, args.get(0)?),

@@ -133,6 +133,30 @@ pub fn layer_norm(attrs: &LayerNormAttrs, args: &Args) -> Result<Tensor, String>
     })
 }
 
+/// RMSNormalization over axes `axis..rank`: `x / sqrt(mean(x²) + epsilon)`,
+/// times scale (numpy-broadcast to X, as in ONNX). Inputs: X, scale.
+pub fn rms_norm(attrs: &LayerNormAttrs, args: &Args) -> Result<Tensor, String> {
+    let x = args.get(0)?;
+    let dtype = x.dtype();
+    let first = axis(attrs.axis, x.shape().len())?;
+    let row_len: usize = x.shape()[first..].iter().product();
+    let epsilon = f64::from(attrs.epsilon);
+    dispatch_real!(dtype, F => {
+        let scale_array = array_of::<F>(args.get(1)?);
+        let scale: Vec<F> = broadcast_view(&scale_array.view(), x.shape())?.iter().copied().collect();
+        let mut data = standard_vec::<F>(x);
+        let rows = data.chunks_mut(row_len.max(1)).zip(scale.chunks(row_len.max(1)));
+        for (row, scale_row) in rows {
+            let mean_square = row.iter().map(|&v| Element::to_f64(v).powi(2)).sum::<f64>() / row_len as f64;
+            let inv = F::c(1.0 / (mean_square + epsilon).sqrt());
+            for (v, &s) in row.iter_mut().zip(scale_row) {
+                *v = *v * inv * s;
+            }
+        }
+        shaped(x.shape(), data, dtype)
+    })
+}
+
 /// GroupNormalization. Inputs: X `[N, C, ...]`, scale `[C]`, bias `[C]`.
 pub fn group_norm(attrs: &GroupNormAttrs, args: &Args) -> Result<Tensor, String> {
     let x = args.get(0)?;
@@ -242,6 +266,21 @@ mod tests {
         let inputs = [Some(&x), Some(&scale), Some(&bias), Some(&mean), Some(&var)];
         let y = batch_norm(0.0, &Args::new(&op, &inputs).unwrap()).unwrap();
         close(&y, &[-1.0, 1.0, 1.0, 11.0]);
+    }
+
+    #[test]
+    fn rms_norm_divides_by_the_root_mean_square() {
+        let x = t(&[2, 2], vec![3.0, 4.0, 1.0, -1.0]);
+        let scale = t(&[2], vec![1.0, 2.0]);
+        let attrs = LayerNormAttrs {
+            axis: -1,
+            epsilon: 0.0,
+        };
+        let op = Op::RmsNormalization(attrs.clone());
+        let inputs = [Some(&x), Some(&scale)];
+        let y = rms_norm(&attrs, &Args::new(&op, &inputs).unwrap()).unwrap();
+        let r = 12.5f64.sqrt();
+        close(&y, &[3.0 / r, 8.0 / r, 1.0, -2.0]);
     }
 
     #[test]

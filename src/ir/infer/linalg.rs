@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::broadcast::broadcast_shapes;
 use super::{Cx, Inferred};
 use crate::ir::dtype::DType;
-use crate::ir::ops::GemmAttrs;
+use crate::ir::ops::{AttentionAttrs, GemmAttrs};
 use crate::ir::shape::{Dim, Shape};
 
 /// Two dims that must be equal: the fixed one wins; fixed and different is an error.
@@ -54,6 +54,51 @@ pub(super) fn matmul(cx: &mut Cx, dtype: Option<DType>) -> Result<Inferred, Stri
         out.push(b2[b2.len() - 1].clone());
     }
     Ok(Inferred::new(dtype, Shape::Ranked(out)))
+}
+
+/// Linear: x `[..., K]` times weight `[K, N]` gives `[..., N]`.
+pub(super) fn linear(cx: &mut Cx) -> Result<Inferred, String> {
+    if let Some(rank) = cx.input(1)?.fact.shape.rank().filter(|&r| r != 2) {
+        return Err(format!("the weight must be 2-D, it has rank {rank}"));
+    }
+    matmul(cx, None)
+}
+
+/// Attention: `[batch, q_heads, q_len, v_head_size]` for 4-D inputs,
+/// `[batch, q_len, q_heads * v_head_size]` for 3-D ones.
+pub(super) fn attention(attrs: &AttentionAttrs, cx: &mut Cx) -> Result<Inferred, String> {
+    let (q, v) = (cx.input(0)?, cx.input(2)?);
+    let dtype = q.fact.dtype;
+    let (Some(qd), Some(vd)) = (q.fact.shape.dims(), v.fact.shape.dims()) else {
+        return Ok(Inferred::new(dtype, Shape::Unranked));
+    };
+    let (qd, vd) = (qd.to_vec(), vd.to_vec());
+    match (qd.len(), vd.len()) {
+        (4, 4) => Ok(Inferred::new(
+            dtype,
+            Shape::Ranked(vec![
+                qd[0].clone(),
+                qd[1].clone(),
+                qd[2].clone(),
+                vd[3].clone(),
+            ]),
+        )),
+        (3, 3) => {
+            let hidden = match (attrs.q_num_heads, attrs.kv_num_heads, vd[2].fixed()) {
+                (Some(qh), Some(kvh), Some(v_hidden)) if kvh > 0 && v_hidden % kvh as u64 == 0 => {
+                    Dim::Fixed(v_hidden / kvh as u64 * qh as u64)
+                }
+                _ => cx.fresh(),
+            };
+            Ok(Inferred::new(
+                dtype,
+                Shape::Ranked(vec![qd[0].clone(), qd[1].clone(), hidden]),
+            ))
+        }
+        (qr, vr) => Err(format!(
+            "Q and V must both be 3-D or 4-D, got ranks {qr} and {vr}"
+        )),
+    }
 }
 
 pub(super) fn gemm(attrs: &GemmAttrs, cx: &mut Cx) -> Result<Inferred, String> {

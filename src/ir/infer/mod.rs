@@ -161,6 +161,7 @@ fn dispatch(op: &Op, cx: &mut Cx) -> Result<Vec<Inferred>, String> {
         | Selu(_)
         | Gelu(_)
         | Shrink(_)
+        | Swish(_)
         | MeanVarianceNormalization(_)
         | BatchNormalization(_)
         | InstanceNormalization(_)
@@ -170,7 +171,8 @@ fn dispatch(op: &Op, cx: &mut Cx) -> Result<Vec<Inferred>, String> {
         | PRelu => one(cx.same_as(0)?),
         Softmax(a) | LogSoftmax(a) | Hardmax(a) => one(cx.same_as_with_axis(a.axis)?),
         LpNormalization(a) => one(cx.same_as_with_axis(a.axis)?),
-        LayerNormalization(a) => one(cx.same_as_with_axis(a.axis)?),
+        LayerNormalization(a) | RmsNormalization(a) => one(cx.same_as_with_axis(a.axis)?),
+        Attention(a) => one(linalg::attention(a, cx)?),
         Identity => {
             let x = cx.input(0)?;
             one(Inferred::new(x.fact.dtype, x.fact.shape.clone()).with_sym(x.sym.clone()))
@@ -193,6 +195,7 @@ fn dispatch(op: &Op, cx: &mut Cx) -> Result<Vec<Inferred>, String> {
             one(Inferred::new(Some(a.to), x.fact.shape.clone()).with_sym(sym))
         }
         MatMul => one(linalg::matmul(cx, None)?),
+        Linear(_) => one(linalg::linear(cx)?),
         MatMulInteger => one(linalg::matmul(cx, Some(DType::I32))?),
         Gemm(a) => one(linalg::gemm(a, cx)?),
         Einsum(a) => one(linalg::einsum(&a.equation, cx)?),

@@ -1,0 +1,169 @@
+//! Output files that appear whole or not at all.
+//!
+//! Every writer (npz archives, target artifacts) writes into an [`AtomicFile`]:
+//! a temporary file in the destination's folder (so the final rename stays on
+//! one filesystem and is atomic), flushed and fsynced, then renamed over the
+//! destination by [`AtomicFile::commit`]. Dropping it uncommitted (an error
+//! on the way, a panic) removes the temporary file, so a failed write never
+//! leaves a partial file at the destination or beside it.
+//!
+//! This module sits below all layers: it reports plain `std::io` errors and
+//! callers locate them with the destination path.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Distinguishes temporary files of concurrent writers in one process.
+static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
+
+/// A file being written to a temporary path, renamed to its destination on commit.
+pub struct AtomicFile {
+    destination: PathBuf,
+    temp: PathBuf,
+    /// `None` once committed.
+    file: Option<BufWriter<File>>,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file `.NAME.PID-N.partial` next to `destination`.
+    pub fn create(destination: &Path) -> io::Result<AtomicFile> {
+        let name = destination
+            .file_name()
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the output path does not name a file",
+                )
+            })?
+            .to_string_lossy()
+            .into_owned();
+        let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
+        let temp =
+            destination.with_file_name(format!(".{name}.{}-{n}.partial", std::process::id()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        Ok(AtomicFile {
+            destination: destination.to_path_buf(),
+            temp,
+            file: Some(BufWriter::new(file)),
+        })
+    }
+
+    pub fn destination(&self) -> &Path {
+        &self.destination
+    }
+
+    fn writer(&mut self) -> &mut BufWriter<File> {
+        self.file
+            .as_mut()
+            .expect("an AtomicFile is not used after commit")
+    }
+
+    /// Flushes, fsyncs and renames the file into place.
+    pub fn commit(mut self) -> io::Result<()> {
+        let mut file = self.file.take().expect("commit is called once");
+        file.flush()?;
+        let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        drop(file);
+        if let Err(e) = std::fs::rename(&self.temp, &self.destination) {
+            let _ = std::fs::remove_file(&self.temp);
+            return Err(e);
+        }
+        sync_parent(&self.destination);
+        Ok(())
+    }
+}
+
+/// Makes the rename itself durable where the platform allows it; a folder that
+/// cannot be opened or synced (Windows, some network filesystems) is not an error.
+fn sync_parent(path: &Path) {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Ok(dir) = File::open(parent) {
+        let _ = dir.sync_all();
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writer().write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.writer().write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer().flush()
+    }
+}
+
+impl Seek for AtomicFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.writer().seek(pos)
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn commit_replaces_the_destination_and_leaves_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.bin");
+        std::fs::write(&dest, b"old").unwrap();
+        let mut f = AtomicFile::create(&dest).unwrap();
+        f.write_all(b"new contents").unwrap();
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            b"old",
+            "not visible before commit"
+        );
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new contents");
+        assert_eq!(entries(dir.path()), ["out.bin"]);
+    }
+
+    #[test]
+    fn dropping_without_commit_removes_the_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.bin");
+        {
+            let mut f = AtomicFile::create(&dest).unwrap();
+            f.write_all(b"partial").unwrap();
+            assert_eq!(entries(dir.path()).len(), 1);
+        }
+        assert!(entries(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_missing_folder_fails_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(AtomicFile::create(&dir.path().join("no/such/out.bin")).is_err());
+    }
+}
