@@ -9,5 +9,6 @@ pub mod manager;
 pub mod noop;
 pub mod pin_shapes;
 pub mod presets;
+pub mod prune;
 
 pub use manager::{Changed, Pass, PassCx, Repeat, RunOptions, Stage, run_stages};

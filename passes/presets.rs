@@ -12,6 +12,7 @@ use super::fuse::{
 };
 use super::manager::{Pass, Repeat, Stage};
 use super::noop::NoOpRemoval;
+use super::prune::{ChannelConfig, ChannelPruning, MagnitudeConfig, MagnitudePruning};
 
 /// Rounds a fixpoint stage may take to stop changing the graph.
 pub const FIXPOINT_CAP: usize = 16;
@@ -35,6 +36,11 @@ pub const NAMES: &[&str] = &[
     "fuse_activation",
 ];
 
+/// Passes that change the model's numbers, with their default settings (half
+/// of each layer's weights zeroed; a quarter of the channels removed): never
+/// in a preset, run only when named in `--passes`.
+pub const LOSSY: &[&str] = &["prune_magnitude", "prune_channels"];
+
 /// The pass called `name` (as `--passes` and `--print-after` spell it).
 pub fn by_name(name: &str) -> Option<Box<dyn Pass>> {
     Some(match name {
@@ -50,6 +56,8 @@ pub fn by_name(name: &str) -> Option<Box<dyn Pass>> {
         "fold_batchnorm" => Box::new(FoldBatchNorm),
         "fuse_linear" => Box::new(FuseLinear),
         "fuse_activation" => Box::new(FuseActivation),
+        "prune_magnitude" => Box::new(MagnitudePruning(MagnitudeConfig::default())),
+        "prune_channels" => Box::new(ChannelPruning::new(ChannelConfig::default())),
         _ => return None,
     })
 }
@@ -62,7 +70,12 @@ pub fn stage(name: &'static str, names: &[&str]) -> Result<Stage> {
             by_name(n).ok_or_else(|| {
                 Error::Input(format!(
                     "unknown pass '{n}'; the passes are: {}",
-                    NAMES.join(", ")
+                    NAMES
+                        .iter()
+                        .chain(LOSSY)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             })
         })
@@ -113,7 +126,7 @@ mod tests {
 
     #[test]
     fn every_listed_name_is_a_pass_of_that_name() {
-        for name in NAMES.iter().chain(CLEANUP) {
+        for name in NAMES.iter().chain(CLEANUP).chain(LOSSY) {
             assert_eq!(by_name(name).map(|p| p.name()), Some(*name));
         }
         let err = stage("s", &["dce", "fuse_everything"]).err().unwrap();
@@ -127,5 +140,6 @@ mod tests {
             .flat_map(|s| s.passes.iter().map(|p| p.name()))
             .collect();
         assert!(NAMES.iter().all(|n| in_default.contains(n)));
+        assert!(LOSSY.iter().all(|n| !in_default.contains(n)));
     }
 }

