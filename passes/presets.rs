@@ -12,7 +12,7 @@ use super::fuse::{
 };
 use super::manager::{Pass, Repeat, Stage};
 use super::noop::NoOpRemoval;
-use super::prune::{ChannelConfig, ChannelPruning, MagnitudeConfig, MagnitudePruning};
+use super::prune::{ChannelConfig, ChannelPruning, MagnitudeConfig, MagnitudePruning, Scope};
 
 /// Rounds a fixpoint stage may take to stop changing the graph.
 pub const FIXPOINT_CAP: usize = 16;
@@ -37,9 +37,10 @@ pub const NAMES: &[&str] = &[
 ];
 
 /// Passes that change the model's numbers, with their default settings (half
-/// of each layer's weights zeroed; a quarter of the channels removed): never
-/// in a preset, run only when named in `--passes`.
-pub const LOSSY: &[&str] = &["prune_magnitude", "prune_channels"];
+/// of each layer's weights zeroed; two of every four along the input axis; a
+/// quarter of the channels removed): never in a preset, run only when named in
+/// `--passes`.
+pub const LOSSY: &[&str] = &["prune_magnitude", "prune_2_4", "prune_channels"];
 
 /// The pass called `name` (as `--passes` and `--print-after` spell it).
 pub fn by_name(name: &str) -> Option<Box<dyn Pass>> {
@@ -57,6 +58,10 @@ pub fn by_name(name: &str) -> Option<Box<dyn Pass>> {
         "fuse_linear" => Box::new(FuseLinear),
         "fuse_activation" => Box::new(FuseActivation),
         "prune_magnitude" => Box::new(MagnitudePruning(MagnitudeConfig::default())),
+        "prune_2_4" => Box::new(MagnitudePruning(MagnitudeConfig {
+            scope: Scope::NofM { n: 2, m: 4 },
+            ..MagnitudeConfig::default()
+        })),
         "prune_channels" => Box::new(ChannelPruning::new(ChannelConfig::default())),
         _ => return None,
     })

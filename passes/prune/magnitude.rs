@@ -19,6 +19,11 @@ use super::{MagnitudeConfig, Scope};
 /// the threshold are broken by element order, so exactly
 /// `round(sparsity * n)` elements are selected.
 pub fn prune_magnitude(g: &mut Graph, cfg: &MagnitudeConfig) -> Result<PruneReport> {
+    if let Scope::NofM { n, m } = cfg.scope {
+        if n == 0 || n > m {
+            return Err(Error::Input(format!("{n}:{m} sparsity needs 0 < N <= M")));
+        }
+    }
     if !(0.0..=1.0).contains(&cfg.sparsity) {
         return Err(Error::Input(format!(
             "sparsity {} is not between 0 and 1",
@@ -44,6 +49,9 @@ pub fn prune_magnitude(g: &mut Graph, cfg: &MagnitudeConfig) -> Result<PruneRepo
             ))
         } else if g.fact(c.value).quant.is_some() {
             Some("quantized".to_string())
+        } else if let Scope::NofM { m, .. } = cfg.scope {
+            let len = w.shape.get(c.reduction_axis).copied().unwrap_or(0);
+            (len % m != 0).then(|| format!("input dim {len} is not a multiple of {m}"))
         } else {
             None
         };
@@ -69,6 +77,13 @@ pub fn prune_magnitude(g: &mut Graph, cfg: &MagnitudeConfig) -> Result<PruneRepo
             let total: usize = all.iter().map(|m| m.len()).sum();
             smallest(&all, (cfg.sparsity * total as f64).round() as usize)
         }
+        Scope::NofM { n, m } => layers
+            .iter()
+            .map(|(c, mags)| {
+                let shape = &g.weight_of(c.value).expect("candidates are weights").shape;
+                smallest_in_blocks(mags, shape, c.reduction_axis, n, m)
+            })
+            .collect(),
     };
 
     for ((c, m), selected) in layers.into_iter().zip(selections) {
@@ -101,6 +116,8 @@ pub fn prune_magnitude(g: &mut Graph, cfg: &MagnitudeConfig) -> Result<PruneRepo
 struct Candidate {
     value: ValueId,
     nodes: Vec<String>,
+    /// The weight axis the layer sums over (input channels, `K`).
+    reduction_axis: usize,
 }
 
 /// The constant weight operands of linear layers, in execution order of first use.
@@ -109,21 +126,57 @@ fn weight_operands(g: &Graph) -> Result<Vec<Candidate>> {
     for id in g.topo_order()? {
         let node = g.node(id);
         let is_weight = |slot: usize| node.input(slot).filter(|&v| g.weight_of(v).is_some());
-        let operand = match node.op {
-            Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm(_) | Op::Linear(_) => is_weight(1),
-            Op::MatMul => is_weight(1).or_else(|| is_weight(0)),
+        let operand = match &node.op {
+            Op::Conv(_) => is_weight(1).map(|v| (v, 1)),
+            Op::ConvTranspose(_) | Op::Linear(_) => is_weight(1).map(|v| (v, 0)),
+            Op::Gemm(a) => is_weight(1).map(|v| (v, usize::from(a.trans_b))),
+            Op::MatMul => is_weight(1)
+                .map(|v| (v, 0))
+                .or_else(|| is_weight(0).map(|v| (v, 1))),
             _ => None,
         };
-        let Some(value) = operand else { continue };
+        let Some((value, reduction_axis)) = operand else {
+            continue;
+        };
         match out.iter_mut().find(|c| c.value == value) {
             Some(c) => c.nodes.push(node.name.clone()),
             None => out.push(Candidate {
                 value,
                 nodes: vec![node.name.clone()],
+                reduction_axis,
             }),
         }
     }
     Ok(out)
+}
+
+/// The indices of the `m - n` smallest values in every block of `m`
+/// consecutive elements along `axis` of a row-major tensor of `shape` (ties go
+/// to the earliest elements). `shape[axis]` is a multiple of `m`.
+fn smallest_in_blocks(
+    values: &[f64],
+    shape: &[usize],
+    axis: usize,
+    n: usize,
+    m: usize,
+) -> Vec<usize> {
+    let inner: usize = shape[axis + 1..].iter().product();
+    let len = shape[axis];
+    let outer: usize = shape[..axis].iter().product();
+    let mut out = Vec::with_capacity(values.len() / m * (m - n));
+    for o in 0..outer {
+        for i in 0..inner {
+            for block in 0..len / m {
+                let index = |j: usize| (o * len + block * m + j) * inner + i;
+                let block_values: Vec<f64> = (0..m).map(|j| values[index(j)]).collect();
+                let mut order: Vec<usize> = (0..m).collect();
+                order.sort_by(|&a, &b| block_values[a].total_cmp(&block_values[b]).then(a.cmp(&b)));
+                out.extend(order[..m - n].iter().map(|&j| index(j)));
+            }
+        }
+    }
+    out.sort_unstable();
+    out
 }
 
 /// The indices, per layer, of the `k` smallest values over all layers
@@ -253,5 +306,67 @@ mod tests {
         assert_eq!(smallest(&[&m], 2), vec![vec![1, 2]]);
         assert_eq!(smallest(&[&m], 0), vec![Vec::<usize>::new()]);
         assert_eq!(smallest(&[&m], 9), vec![vec![0, 1, 2, 3, 4]]);
+    }
+
+    #[test]
+    fn two_of_four_keeps_the_two_largest_of_every_block_along_the_input_axis() {
+        let values: Vec<String> = (0..32)
+            .map(|i| format!("{}", ((i * 7) % 13) as f32 - 6.0))
+            .collect();
+        let text = format!(
+            "graph g {{
+  input x: f32[1,8]
+  input image: f32[1,3,4,4]
+  weight w: f32[8,4] = [{}]
+  weight k: f32[2,3,1,1] = [1,2,3,4,5,6]
+  node mm: y: f32[1,4] = MatMul (x, w)
+  node conv: z: f32[1,2,4,4] = Conv {{\"kernel_shape\":[1,1],\"strides\":[1,1],\"dilations\":[1,1],\"padding\":{{\"Explicit\":[0,0,0,0]}},\"group\":1}} (image, k)
+  output y, z
+}}
+",
+            values.join(",")
+        );
+        let mut g = parse(&text).unwrap();
+        let cfg = MagnitudeConfig {
+            scope: Scope::NofM { n: 2, m: 4 },
+            min_params: 1,
+            ..MagnitudeConfig::default()
+        };
+        let report = prune_magnitude(&mut g, &cfg).unwrap();
+        verify(&g).unwrap();
+        let before: Vec<f64> = values.iter().map(|v| v.parse().unwrap()).collect();
+        let after = weight_values(&g, "w");
+        assert_eq!(after.iter().filter(|v| **v == 0.0).count(), 16);
+        // w is [K=8, N=4]: blocks are rows 0..4 and 4..8 of each column.
+        for column in 0..4 {
+            for block in 0..2 {
+                let rows: Vec<usize> = (0..4).map(|j| (block * 4 + j) * 4 + column).collect();
+                let zeros = rows.iter().filter(|&&r| after[r] == 0.0).count();
+                assert_eq!(zeros, 2, "column {column} block {block}");
+                let kept_min = rows
+                    .iter()
+                    .filter(|&&r| after[r] != 0.0)
+                    .map(|&r| before[r].abs())
+                    .fold(f64::INFINITY, f64::min);
+                let dropped_max = rows
+                    .iter()
+                    .filter(|&&r| after[r] == 0.0)
+                    .map(|&r| before[r].abs())
+                    .fold(0.0, f64::max);
+                assert!(dropped_max <= kept_min);
+            }
+        }
+        assert!(
+            report
+                .skipped_layers
+                .iter()
+                .any(|(w, why)| w == "k" && why.contains("input dim 3 is not a multiple of 4")),
+            "{report}"
+        );
+        let bad = MagnitudeConfig {
+            scope: Scope::NofM { n: 5, m: 4 },
+            ..MagnitudeConfig::default()
+        };
+        assert!(prune_magnitude(&mut g, &bad).is_err());
     }
 }

@@ -29,12 +29,18 @@ pub enum Scope {
     PerLayer,
     /// One threshold over all prunable weights: layers with many small weights lose more.
     Global,
+    /// Semi-structured N:M sparsity (2:4 is what sparse tensor cores run): in
+    /// every block of `m` consecutive weights along a layer's input (reduction)
+    /// axis, the `n` largest stay and the rest are zeroed. `sparsity` is
+    /// ignored; it is `1 - n/m`.
+    NofM { n: usize, m: usize },
 }
 
 /// Settings of [`prune_magnitude`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct MagnitudeConfig {
-    /// Fraction of each prunable weight (or of all of them, for [`Scope::Global`]) set to zero.
+    /// Fraction of each prunable weight (or of all of them, for [`Scope::Global`]) set to zero;
+    /// not used by [`Scope::NofM`].
     pub sparsity: f64,
     pub scope: Scope,
     /// Weights with fewer elements are left alone (depthwise kernels, small heads).
@@ -88,7 +94,10 @@ pub struct MagnitudePruning(pub MagnitudeConfig);
 
 impl Pass for MagnitudePruning {
     fn name(&self) -> &'static str {
-        "prune_magnitude"
+        match self.0.scope {
+            Scope::NofM { n: 2, m: 4 } => "prune_2_4",
+            _ => "prune_magnitude",
+        }
     }
 
     fn run(&self, g: &mut Graph, cx: &mut PassCx) -> Result<Changed> {
