@@ -44,17 +44,23 @@ def fmt(s, unit):
     return f"{s['median']:.1f} {unit} (min {s['min']:.1f}, max {s['max']:.1f})"
 
 
+GNU_TIME = "/usr/bin/time"
+
+
 def measure(cmd, runs):
-    """Wall time (ms) and peak RSS (MB) of a command, per run, via wait4."""
+    """Wall time (ms) and peak RSS (MB) of a command, per run. Peak RSS comes
+    from GNU time: a child's own ru_maxrss on Linux also counts the memory it
+    had before exec (a copy of this Python process)."""
+    if not os.path.exists(GNU_TIME):
+        sys.exit(f"{GNU_TIME} is missing: install GNU time (apt-get install time)")
     times, rss = [], []
     for _ in range(runs):
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run([GNU_TIME, "-f", "%M"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         times.append((time.perf_counter() - start) * 1e3)
-        rss.append(usage.ru_maxrss / 1024)
-        if os.waitstatus_to_exitcode(status) != 0:
-            sys.exit(f"{' '.join(cmd)} failed: {proc.stderr.read().decode()}")
+        if proc.returncode != 0:
+            sys.exit(f"{' '.join(cmd)} failed: {proc.stderr}")
+        rss.append(int(proc.stderr.strip().splitlines()[-1]) / 1024)
     return stats(times), stats(rss)
 
 
