@@ -29,12 +29,18 @@ impl Changed {
 #[derive(Default)]
 pub struct PassCx {
     rewrites: Vec<Rewrite>,
+    notes: Vec<String>,
 }
 
 impl PassCx {
     /// Records an applied rewrite (passes call this with what `Patch::apply` returns).
     pub fn record(&mut self, rewrite: Rewrite) {
         self.rewrites.push(rewrite);
+    }
+
+    /// Reports a figure the user should see (achieved sparsity, parameters removed).
+    pub fn note(&mut self, text: impl Into<String>) {
+        self.notes.push(text.into());
     }
 }
 
@@ -86,6 +92,8 @@ pub struct PipelineReport {
     pub rewrites: Vec<Rewrite>,
     /// `(pass name, IR text)` for every `print_after` match.
     pub printed: Vec<(String, String)>,
+    /// `(pass name, text)` for every note a pass made.
+    pub notes: Vec<(&'static str, String)>,
 }
 
 impl PipelineReport {
@@ -144,6 +152,9 @@ pub fn run_stages(g: &mut Graph, stages: &[Stage], opts: &RunOptions) -> Result<
                     })?;
                 }
                 report.rewrites.extend(cx.rewrites);
+                report
+                    .notes
+                    .extend(cx.notes.into_iter().map(|n| (pass.name(), n)));
                 report.runs.push(PassRun {
                     stage: stage.name,
                     pass: pass.name(),

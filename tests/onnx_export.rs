@@ -464,3 +464,32 @@ fn bad_pipeline_requests_are_usage_errors() {
         assert!(!out.exists());
     }
 }
+
+#[test]
+fn pruning_passes_report_parameters_and_sparsity_per_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::repo_root().join("fixtures/cnn_bn.onnx");
+    let out = dir.path().join("m.onnx");
+    let text = convert(&model, &out, &["--passes", "prune_2_4,prune_channels,dce"]);
+    assert!(text.stderr.is_empty(), "--quiet keeps stderr empty");
+    let json = convert(
+        &model,
+        &out,
+        &["--passes", "prune_2_4,prune_channels,dce", "--json"],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let notes = json["notes_by_pass"].as_array().unwrap();
+    let passes: Vec<&str> = notes.iter().map(|n| n["pass"].as_str().unwrap()).collect();
+    assert_eq!(passes, ["prune_2_4", "prune_channels"]);
+    let two_of_four = notes[0]["text"].as_str().unwrap();
+    assert!(
+        two_of_four.contains("conv5.weight") && two_of_four.contains("50.0%"),
+        "{two_of_four}"
+    );
+    assert!(
+        notes[1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("parameters 1642 -> ")
+    );
+}

@@ -138,6 +138,9 @@ impl Pass for ChannelPruning {
 
 fn record(report: PruneReport, cx: &mut PassCx) -> Result<Changed> {
     let changed = !report.rewrites.is_empty();
+    if changed {
+        cx.note(report.to_string());
+    }
     for r in report.rewrites {
         cx.record(r);
     }

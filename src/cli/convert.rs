@@ -52,6 +52,14 @@ struct JsonReport<'a> {
     pass_timing_ms: Vec<PassTiming>,
     rewrites: Option<Vec<JsonRewrite<'a>>>,
     printed: Vec<JsonPrinted<'a>>,
+    /// What passes reported (pruning: parameters and sparsity per layer).
+    notes_by_pass: Vec<JsonNote<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonNote<'a> {
+    pass: &'a str,
+    text: &'a str,
 }
 
 #[derive(Serialize)]
@@ -197,6 +205,11 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
                 .iter()
                 .map(|(pass, ir)| JsonPrinted { pass, ir })
                 .collect(),
+            notes_by_pass: report
+                .notes
+                .iter()
+                .map(|(pass, text)| JsonNote { pass, text })
+                .collect(),
         };
         let mut text = serde_json::to_string_pretty(&json)?;
         text.push('\n');
@@ -212,6 +225,9 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
         stdout.push_str(&report.explain());
     }
     let mut stderr = summary(req, &emitted, nodes_before, g.node_count(), &timing);
+    for (pass, note) in &report.notes {
+        writeln!(stderr, "{pass}:\n{note}")?;
+    }
     if req.verbose {
         stderr.push_str(&timing_table(&pass_timing));
     }
