@@ -39,8 +39,8 @@ impl Pass for CollapseChains {
 
 type Rewrite = Box<dyn FnOnce(&mut Graph) -> Result<crate::ir::patch::Rewrite>>;
 
-/// Replaces node `id` by `op` over `inputs` (same name and output fact) and
-/// reports the chain from `inner_id` as matched.
+/// Replaces node `id` by `op` over `inputs` (same name and output) and reports
+/// the chain from `inner_id` as matched.
 fn replace_node(
     g: &mut Graph,
     mut patch: Patch,
@@ -49,12 +49,8 @@ fn replace_node(
     op: Op,
     inputs: Vec<Option<crate::ir::patch::PatchValue>>,
 ) -> Result<crate::ir::patch::Rewrite> {
-    let node = g.node(id);
-    let (out, name) = (node.outputs[0], node.name.clone());
-    let fact = g.fact(out).clone();
-    let new = patch.add_node(name.clone(), op, inputs, vec![(name, fact)]);
-    patch.redirect(out, new[0]);
-    patch.remove_node(id);
+    let name = g.node(id).name.clone();
+    patch.replace(g, &[id], name, op, inputs);
     let mut rewrite = patch.apply(g)?;
     rewrite.matched.insert(0, g.node(inner_id).name.clone());
     Ok(rewrite)

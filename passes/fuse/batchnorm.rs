@@ -188,20 +188,12 @@ fn fold_batchnorm(m: &Matcher, id: NodeId) -> Result<Option<Patch>> {
     let bias_name = fresh_name(m.g, &format!("{}.bn_bias", producer.name));
     let new_w = p.add_weight(weight(weight_name, w_dtype, &w_fact_shape, new_weight)?);
     let new_b = p.add_weight(weight(bias_name, bias_dtype, &[channels], new_bias)?);
-    let y = bn.outputs[0];
-    let out = p.add_node(
-        producer.name.clone(),
-        op,
-        vec![
-            Some(p.tap(producer.inputs[0].expect("checked arity"))),
-            Some(new_w),
-            Some(new_b),
-        ],
-        vec![(m.g.value(y).name.clone(), m.g.fact(y).clone())],
-    );
-    p.redirect(y, out[0]);
-    p.remove_node(producer_id);
-    p.remove_node(id);
+    let inputs = vec![
+        Some(p.tap(producer.inputs[0].expect("checked arity"))),
+        Some(new_w),
+        Some(new_b),
+    ];
+    p.replace(m.g, &[producer_id, id], producer.name.clone(), op, inputs);
     Ok(Some(p))
 }
 

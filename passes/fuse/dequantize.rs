@@ -261,16 +261,8 @@ fn dequantize_linear_constant(m: &Matcher, id: NodeId) -> Result<Option<Patch>> 
         }
     };
     p.set_quant(p.tap(q), quant);
-    let y = node.outputs[0];
     let inputs = node.inputs.iter().map(|i| i.map(|v| p.tap(v))).collect();
-    let out = p.add_node(
-        node.name.clone(),
-        node.op.clone(),
-        inputs,
-        vec![(m.g.value(y).name.clone(), m.g.fact(y).clone())],
-    );
-    p.redirect(y, out[0]);
-    p.remove_node(id);
+    p.replace(m.g, &[id], node.name.clone(), node.op.clone(), inputs);
     Ok(Some(p))
 }
 

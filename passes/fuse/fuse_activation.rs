@@ -80,22 +80,13 @@ fn fuse_activation(m: &Matcher, id: NodeId) -> Result<Option<Patch>> {
     let Some(op) = with_activation(&producer.op, activation) else {
         return Ok(None);
     };
-    let y = act.outputs[0];
     let mut p = Patch::new(rule);
     let inputs = producer
         .inputs
         .iter()
         .map(|i| i.map(|v| p.tap(v)))
         .collect();
-    let out = p.add_node(
-        producer.name.clone(),
-        op,
-        inputs,
-        vec![(m.g.value(y).name.clone(), m.g.fact(y).clone())],
-    );
-    p.redirect(y, out[0]);
-    p.remove_node(producer_id);
-    p.remove_node(id);
+    p.replace(m.g, &[producer_id, id], producer.name.clone(), op, inputs);
     Ok(Some(p))
 }
 

@@ -95,15 +95,9 @@ fn matmul_add_to_linear(m: &Matcher, id: NodeId) -> Result<Option<Patch>> {
         &[n],
         values,
     )?);
-    let out = p.add_node(
-        mm.name.clone(),
-        Op::Linear(LinearAttrs { activation: None }),
-        vec![Some(p.tap(x)), Some(p.tap(w)), Some(b)],
-        vec![(m.g.value(y).name.clone(), m.g.fact(y).clone())],
-    );
-    p.redirect(y, out[0]);
-    p.remove_node(mm_id);
-    p.remove_node(id);
+    let op = Op::Linear(LinearAttrs { activation: None });
+    let inputs = vec![Some(p.tap(x)), Some(p.tap(w)), Some(b)];
+    p.replace(m.g, &[mm_id, id], mm.name.clone(), op, inputs);
     Ok(Some(p))
 }
 
@@ -129,7 +123,6 @@ fn gemm_to_linear(m: &Matcher, id: NodeId) -> Result<Option<Patch>> {
             None => return Ok(None),
         },
     };
-    let y = gemm.outputs[0];
     let mut p = Patch::new("gemm_to_linear");
     let w = if attrs.trans_b {
         let Some(t) = m.weight_value(b) else {
@@ -156,14 +149,14 @@ fn gemm_to_linear(m: &Matcher, id: NodeId) -> Result<Option<Patch>> {
             Some(p.add_weight(weight(name, dtype, &[n], scaled)?))
         }
     };
-    let out = p.add_node(
+    let op = Op::Linear(LinearAttrs { activation: None });
+    p.replace(
+        m.g,
+        &[id],
         gemm.name.clone(),
-        Op::Linear(LinearAttrs { activation: None }),
+        op,
         vec![Some(p.tap(a)), Some(w), bias],
-        vec![(m.g.value(y).name.clone(), m.g.fact(y).clone())],
     );
-    p.redirect(y, out[0]);
-    p.remove_node(id);
     Ok(Some(p))
 }
 

@@ -303,16 +303,7 @@ fn rebuild_node(
         });
         inputs[slot] = Some(p.add_weight(w));
     }
-    let outputs = node
-        .outputs
-        .iter()
-        .map(|&o| (g.value(o).name.clone(), g.fact(o).clone()))
-        .collect();
-    let new_outputs = p.add_node(node.name.clone(), op, inputs, outputs);
-    for (&old, new) in node.outputs.iter().zip(new_outputs) {
-        p.redirect(old, new);
-    }
-    p.remove_node(id);
+    p.replace(g, &[id], node.name.clone(), op, inputs);
     report.rewrites.push(p.apply(g)?);
     Ok(())
 }

@@ -127,6 +127,38 @@ impl Patch {
         self.removals.push(node);
     }
 
+    /// Replaces the nodes `removed` (a chain whose last node's outputs are the
+    /// chain's results) by one node `name` computing `op` over `inputs`. The
+    /// new node's outputs take over the last removed node's outputs, their
+    /// facts and (see [`Patch::apply`]) their names. Returns the new outputs.
+    pub fn replace(
+        &mut self,
+        g: &Graph,
+        removed: &[NodeId],
+        name: impl Into<String>,
+        op: Op,
+        inputs: Vec<Option<PatchValue>>,
+    ) -> Vec<PatchValue> {
+        let last = g.node(
+            *removed
+                .last()
+                .expect("a replacement removes at least one node"),
+        );
+        let old_outputs = last.outputs.clone();
+        let outputs = old_outputs
+            .iter()
+            .map(|&o| (g.value(o).name.clone(), g.fact(o).clone()))
+            .collect();
+        let new = self.add_node(name, op, inputs, outputs);
+        for (&old, &value) in old_outputs.iter().zip(&new) {
+            self.redirect(old, value);
+        }
+        for &id in removed {
+            self.remove_node(id);
+        }
+        new
+    }
+
     /// Records that `v` holds quantized values (`real = scale * (q - zero_point)`).
     pub fn set_quant(&mut self, v: PatchValue, quant: PatchQuant) {
         self.quants.push((v, quant));
@@ -355,6 +387,31 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("= Relu (a)"), "{text}");
+    }
+
+    #[test]
+    fn replace_swaps_a_chain_for_one_node_that_keeps_the_last_output() {
+        let mut g = parse(
+            "graph g {
+  input x: f32[2]
+  node r: a: f32[2] = Relu (x)
+  node n: y: f32[2] = Neg (a)
+  output y
+}
+",
+        )
+        .unwrap();
+        let chain = [node_named(&g, "r"), node_named(&g, "n")];
+        let x = g.inputs[0];
+        let mut p = Patch::new("one_node");
+        let new = p.replace(&g, &chain, "fused", Op::Abs, vec![Some(p.tap(x))]);
+        assert_eq!(new.len(), 1);
+        let rewrite = p.apply(&mut g).unwrap();
+        verify(&g).unwrap();
+        assert_eq!(rewrite.matched, ["r", "n"]);
+        let text = print(&g, &PrintOptions::default());
+        assert!(text.contains("node fused: y: f32[2] = Abs (x)"), "{text}");
+        assert_eq!(g.node_count(), 1);
     }
 
     #[test]
