@@ -493,3 +493,56 @@ fn pruning_passes_report_parameters_and_sparsity_per_layer() {
             .contains("parameters 1642 -> ")
     );
 }
+
+/// Every ONNX backend node-test model is well formed, so converting it must
+/// either succeed or exit 3 naming what is unsupported: never exit 2 (which
+/// would blame the model) and never panic.
+#[test]
+fn every_node_test_model_converts_or_is_unsupported() {
+    use rayon::prelude::*;
+    let root = common::node_tests_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let mut models: Vec<PathBuf> = fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("model.onnx"))
+        .filter(|p| p.exists())
+        .collect();
+    models.sort();
+    let outcomes: Vec<(String, Option<i32>, String)> = models
+        .par_iter()
+        .map(|model| {
+            let test = model
+                .parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let out = dir.path().join(format!("{test}.onnx"));
+            let output = edgeconv(&[
+                "--quiet".as_ref(),
+                "convert".as_ref(),
+                model.as_os_str(),
+                "--target".as_ref(),
+                "onnx".as_ref(),
+                "-o".as_ref(),
+                out.as_os_str(),
+            ]);
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            (test, output.status.code(), stderr)
+        })
+        .collect();
+    let converted = outcomes.iter().filter(|o| o.1 == Some(0)).count();
+    let unsupported = outcomes.iter().filter(|o| o.1 == Some(3)).count();
+    println!(
+        "{} node-test models: {converted} converted, {unsupported} unsupported (exit 3)",
+        outcomes.len()
+    );
+    let wrong: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !matches!(o.1, Some(0) | Some(3)))
+        .map(|(t, code, err)| format!("{t}: exit {code:?}: {err}"))
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -61,6 +61,16 @@ impl NodeCx<'_> {
         Error::node(self.name, &self.node.op_type, msg)
     }
 
+    /// An error for a well-formed node that asks for something edgeconv does
+    /// not support (exit 3, unlike [`NodeCx::error`]).
+    pub fn unsupported(&self, reason: impl Into<String>) -> Error {
+        Error::Unsupported(vec![crate::ir::error::Unsupported {
+            node: self.name.to_string(),
+            op: self.node.op_type.clone(),
+            reason: reason.into(),
+        }])
+    }
+
     /// The node as an op the IR does not model, its attributes summarized.
     pub fn custom(&self) -> Op {
         Op::Custom(CustomOp {

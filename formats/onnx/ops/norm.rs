@@ -34,7 +34,7 @@ pub fn convert(op_type: &str, cx: &mut NodeCx) -> Result<Op> {
     Ok(match op_type {
         "BatchNormalization" => {
             if a.bool("training_mode", false)? || !cx.keep_outputs(1) {
-                return Err(cx.error(
+                return Err(cx.unsupported(
                     "training-mode BatchNormalization (running statistics outputs) is not supported",
                 ));
             }
