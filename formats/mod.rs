@@ -3,4 +3,5 @@
 pub mod onnx;
 pub mod safetensors;
 pub mod target;
+pub mod tflite;
 pub mod tract_reference;
