@@ -31,10 +31,9 @@ fn edgeconv(args: &[&std::ffi::OsStr]) -> Output {
         .expect("the edgeconv binary runs")
 }
 
-/// `edgeconv --quiet convert MODEL --target onnx -o OUT EXTRA...`, which must succeed.
-fn convert(model: &Path, out: &Path, extra: &[&str]) -> Output {
+/// `edgeconv convert MODEL --target onnx -o OUT EXTRA...`, whatever its outcome.
+fn try_convert(model: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args: Vec<&std::ffi::OsStr> = vec![
-        "--quiet".as_ref(),
         "convert".as_ref(),
         model.as_os_str(),
         "--target".as_ref(),
@@ -43,7 +42,14 @@ fn convert(model: &Path, out: &Path, extra: &[&str]) -> Output {
         out.as_os_str(),
     ];
     args.extend(extra.iter().map(std::ffi::OsStr::new));
-    let output = edgeconv(&args);
+    edgeconv(&args)
+}
+
+/// `edgeconv convert MODEL --target onnx -o OUT --quiet EXTRA...`, which must succeed.
+fn convert(model: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut quiet = vec!["--quiet"];
+    quiet.extend(extra);
+    let output = try_convert(model, out, &quiet);
     assert!(
         output.status.success(),
         "convert {} failed: {}",
@@ -335,14 +341,7 @@ fn unknown_ops_exit_3_naming_every_node_and_write_nothing() {
     let out_dir = dir.path().join("out");
     fs::create_dir(&out_dir).unwrap();
     let out = out_dir.join("custom.onnx");
-    let output = edgeconv(&[
-        "convert".as_ref(),
-        model.as_os_str(),
-        "--target".as_ref(),
-        "onnx".as_ref(),
-        "-o".as_ref(),
-        out.as_os_str(),
-    ]);
+    let output = try_convert(&model, &out, &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("2 nodes are unsupported"), "{stderr}");
@@ -366,15 +365,7 @@ fn a_failed_write_leaves_no_partial_file() {
     fs::create_dir(&out).unwrap();
     fs::write(out.join("keep"), b"x").unwrap();
     let model = common::repo_root().join("fixtures/cnn_bn.onnx");
-    let output = edgeconv(&[
-        "--quiet".as_ref(),
-        "convert".as_ref(),
-        model.as_os_str(),
-        "--target".as_ref(),
-        "onnx".as_ref(),
-        "-o".as_ref(),
-        out.as_os_str(),
-    ]);
+    let output = try_convert(&model, &out, &["--quiet"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("taken.onnx"), "{stderr}");
@@ -520,15 +511,7 @@ fn every_node_test_model_converts_or_is_unsupported() {
                 .to_string_lossy()
                 .into_owned();
             let out = dir.path().join(format!("{test}.onnx"));
-            let output = edgeconv(&[
-                "--quiet".as_ref(),
-                "convert".as_ref(),
-                model.as_os_str(),
-                "--target".as_ref(),
-                "onnx".as_ref(),
-                "-o".as_ref(),
-                out.as_os_str(),
-            ]);
+            let output = try_convert(model, &out, &["--quiet"]);
             let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
             (test, output.status.code(), stderr)
         })

@@ -105,6 +105,22 @@ fn range_of(dtype: DType) -> Result<(f64, f64), String> {
     })
 }
 
+/// The scales as f32 and the zero points (0 when absent) as f64, one per
+/// quantization group.
+fn scales_and_zero_points(
+    scale: &Tensor,
+    zp: Option<&Tensor>,
+) -> Result<(Vec<f32>, Vec<f64>), String> {
+    let scales: Vec<f32> = array_of::<f32>(scale).iter().copied().collect();
+    let zps: Vec<f64> = zp
+        .map(Tensor::to_f64_vec)
+        .unwrap_or_else(|| vec![0.0; scales.len()]);
+    if zps.len() != scales.len() {
+        return Err("zero point and scale differ in shape".into());
+    }
+    Ok((scales, zps))
+}
+
 /// QuantizeLinear: `saturate(round_half_even(x / scale) + zero_point)`.
 /// Inputs: x, y_scale, y_zero_point? 4-bit outputs are held unpacked in i8/u8.
 pub fn quantize(attrs: &QuantizeAttrs, args: &Args) -> Result<Tensor, String> {
@@ -115,13 +131,7 @@ pub fn quantize(attrs: &QuantizeAttrs, args: &Args) -> Result<Tensor, String> {
         .unwrap_or(DType::U8);
     let (lo, hi) = range_of(out_dtype)?;
     let g = Granularity::new(x.shape(), scale.shape(), attrs.axis, attrs.block_size)?;
-    let scales: Vec<f32> = array_of::<f32>(scale).iter().copied().collect();
-    let zps: Vec<f64> = zp
-        .map(Tensor::to_f64_vec)
-        .unwrap_or_else(|| vec![0.0; scales.len()]);
-    if zps.len() != scales.len() {
-        return Err("zero point and scale differ in shape".into());
-    }
+    let (scales, zps) = scales_and_zero_points(scale, zp)?;
     let xs = array_of::<f32>(x);
     let q: Vec<f64> = xs
         .as_standard_layout()
@@ -144,13 +154,7 @@ pub fn dequantize(attrs: &DequantizeAttrs, args: &Args) -> Result<Tensor, String
         return Err(format!("expects an integer input, got {}", x.dtype()));
     }
     let g = Granularity::new(x.shape(), scale.shape(), attrs.axis, attrs.block_size)?;
-    let scales: Vec<f32> = array_of::<f32>(scale).iter().copied().collect();
-    let zps: Vec<f64> = zp
-        .map(Tensor::to_f64_vec)
-        .unwrap_or_else(|| vec![0.0; scales.len()]);
-    if zps.len() != scales.len() {
-        return Err("zero point and scale differ in shape".into());
-    }
+    let (scales, zps) = scales_and_zero_points(scale, zp)?;
     let xs = array_of::<f64>(x);
     let y: Vec<f32> = xs
         .as_standard_layout()
