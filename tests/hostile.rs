@@ -266,6 +266,14 @@ fn corrupted_inputs_exit_2_with_a_located_message() {
     safetensors_cases(dir.path(), &mut cases);
     npy_cases(dir.path(), &mut cases);
     assert!(cases.len() >= 200, "only {} cases", cases.len());
+    let crafted = cases
+        .iter()
+        .take_while(|c| !c.file.starts_with(dir.path()))
+        .count();
+    println!(
+        "{} corrupted inputs, {crafted} of them crafted ONNX models",
+        cases.len()
+    );
 
     let failures: Vec<String> = cases
         .par_iter()
