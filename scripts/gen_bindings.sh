@@ -26,5 +26,5 @@ if [ "$got" != "flatc version $FLATC_VERSION" ]; then
 fi
 
 cd "$root/formats/tflite"
-"$flatc" --rust -o . schema.fbs
+"$flatc" --rust --gen-object-api -o . schema.fbs
 echo "regenerated formats/tflite/schema_generated.rs with $got" >&2

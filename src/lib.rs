@@ -4,6 +4,10 @@
 //! Layering is one way: `ir` <- `calibration` <- `passes` <- `formats` <- the CLI
 //! (`main.rs`). The top-level folders are modules of this one crate.
 
+// The generated FlatBuffers object API (formats/tflite) names `alloc::` paths,
+// which resolve only when the crate root puts `alloc` in the extern prelude.
+extern crate alloc;
+
 pub mod ir;
 pub mod output;
 pub mod progress;

@@ -13,3 +13,5 @@ mod schema_generated;
 /// The generated `tflite` namespace: `Model`, `SubGraph`, `Tensor`, builders,
 /// `root_as_model`, `finish_model_buffer`, and the enums and option tables.
 pub use schema_generated::tflite as schema;
+
+pub mod model;

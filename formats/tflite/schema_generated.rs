@@ -269,6 +269,101 @@ impl<'a> ::flatbuffers::Verifiable for QuantizationDetails {
 impl ::flatbuffers::SimpleToVerifyInSlice for QuantizationDetails {}
 pub struct QuantizationDetailsUnionTableOffset {}
 
+#[allow(clippy::upper_case_acronyms)]
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum QuantizationDetailsT {
+  NONE,
+  CustomQuantization(alloc::boxed::Box<CustomQuantizationT>),
+  BlockwiseQuantization(alloc::boxed::Box<BlockwiseQuantizationT>),
+  MultiAxisQuantization(alloc::boxed::Box<MultiAxisQuantizationT>),
+}
+impl Default for QuantizationDetailsT {
+  fn default() -> Self {
+    Self::NONE
+  }
+}
+impl QuantizationDetailsT {
+  pub fn quantization_details_type(&self) -> QuantizationDetails {
+    match self {
+      Self::NONE => QuantizationDetails::NONE,
+      Self::CustomQuantization(_) => QuantizationDetails::CustomQuantization,
+      Self::BlockwiseQuantization(_) => QuantizationDetails::BlockwiseQuantization,
+      Self::MultiAxisQuantization(_) => QuantizationDetails::MultiAxisQuantization,
+    }
+  }
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(&self, fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>) -> Option<::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>> {
+    match self {
+      Self::NONE => None,
+      Self::CustomQuantization(v) => Some(v.pack(fbb).as_union_value()),
+      Self::BlockwiseQuantization(v) => Some(v.pack(fbb).as_union_value()),
+      Self::MultiAxisQuantization(v) => Some(v.pack(fbb).as_union_value()),
+    }
+  }
+  /// If the union variant matches, return the owned CustomQuantizationT, setting the union to NONE.
+  pub fn take_custom_quantization(&mut self) -> Option<alloc::boxed::Box<CustomQuantizationT>> {
+    if let Self::CustomQuantization(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::CustomQuantization(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the CustomQuantizationT.
+  pub fn as_custom_quantization(&self) -> Option<&CustomQuantizationT> {
+    if let Self::CustomQuantization(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the CustomQuantizationT.
+  pub fn as_custom_quantization_mut(&mut self) -> Option<&mut CustomQuantizationT> {
+    if let Self::CustomQuantization(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned BlockwiseQuantizationT, setting the union to NONE.
+  pub fn take_blockwise_quantization(&mut self) -> Option<alloc::boxed::Box<BlockwiseQuantizationT>> {
+    if let Self::BlockwiseQuantization(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::BlockwiseQuantization(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the BlockwiseQuantizationT.
+  pub fn as_blockwise_quantization(&self) -> Option<&BlockwiseQuantizationT> {
+    if let Self::BlockwiseQuantization(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the BlockwiseQuantizationT.
+  pub fn as_blockwise_quantization_mut(&mut self) -> Option<&mut BlockwiseQuantizationT> {
+    if let Self::BlockwiseQuantization(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned MultiAxisQuantizationT, setting the union to NONE.
+  pub fn take_multi_axis_quantization(&mut self) -> Option<alloc::boxed::Box<MultiAxisQuantizationT>> {
+    if let Self::MultiAxisQuantization(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::MultiAxisQuantization(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the MultiAxisQuantizationT.
+  pub fn as_multi_axis_quantization(&self) -> Option<&MultiAxisQuantizationT> {
+    if let Self::MultiAxisQuantization(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the MultiAxisQuantizationT.
+  pub fn as_multi_axis_quantization_mut(&mut self) -> Option<&mut MultiAxisQuantizationT> {
+    if let Self::MultiAxisQuantization(v) = self { Some(v.as_mut()) } else { None }
+  }
+}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_DIMENSION_TYPE: i8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
@@ -447,6 +542,101 @@ impl<'a> ::flatbuffers::Verifiable for SparseIndexVector {
 impl ::flatbuffers::SimpleToVerifyInSlice for SparseIndexVector {}
 pub struct SparseIndexVectorUnionTableOffset {}
 
+#[allow(clippy::upper_case_acronyms)]
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum SparseIndexVectorT {
+  NONE,
+  Int32Vector(alloc::boxed::Box<Int32VectorT>),
+  Uint16Vector(alloc::boxed::Box<Uint16VectorT>),
+  Uint8Vector(alloc::boxed::Box<Uint8VectorT>),
+}
+impl Default for SparseIndexVectorT {
+  fn default() -> Self {
+    Self::NONE
+  }
+}
+impl SparseIndexVectorT {
+  pub fn sparse_index_vector_type(&self) -> SparseIndexVector {
+    match self {
+      Self::NONE => SparseIndexVector::NONE,
+      Self::Int32Vector(_) => SparseIndexVector::Int32Vector,
+      Self::Uint16Vector(_) => SparseIndexVector::Uint16Vector,
+      Self::Uint8Vector(_) => SparseIndexVector::Uint8Vector,
+    }
+  }
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(&self, fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>) -> Option<::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>> {
+    match self {
+      Self::NONE => None,
+      Self::Int32Vector(v) => Some(v.pack(fbb).as_union_value()),
+      Self::Uint16Vector(v) => Some(v.pack(fbb).as_union_value()),
+      Self::Uint8Vector(v) => Some(v.pack(fbb).as_union_value()),
+    }
+  }
+  /// If the union variant matches, return the owned Int32VectorT, setting the union to NONE.
+  pub fn take_int_32_vector(&mut self) -> Option<alloc::boxed::Box<Int32VectorT>> {
+    if let Self::Int32Vector(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::Int32Vector(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the Int32VectorT.
+  pub fn as_int_32_vector(&self) -> Option<&Int32VectorT> {
+    if let Self::Int32Vector(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the Int32VectorT.
+  pub fn as_int_32_vector_mut(&mut self) -> Option<&mut Int32VectorT> {
+    if let Self::Int32Vector(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned Uint16VectorT, setting the union to NONE.
+  pub fn take_uint_16_vector(&mut self) -> Option<alloc::boxed::Box<Uint16VectorT>> {
+    if let Self::Uint16Vector(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::Uint16Vector(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the Uint16VectorT.
+  pub fn as_uint_16_vector(&self) -> Option<&Uint16VectorT> {
+    if let Self::Uint16Vector(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the Uint16VectorT.
+  pub fn as_uint_16_vector_mut(&mut self) -> Option<&mut Uint16VectorT> {
+    if let Self::Uint16Vector(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned Uint8VectorT, setting the union to NONE.
+  pub fn take_uint_8_vector(&mut self) -> Option<alloc::boxed::Box<Uint8VectorT>> {
+    if let Self::Uint8Vector(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::Uint8Vector(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the Uint8VectorT.
+  pub fn as_uint_8_vector(&self) -> Option<&Uint8VectorT> {
+    if let Self::Uint8Vector(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the Uint8VectorT.
+  pub fn as_uint_8_vector_mut(&mut self) -> Option<&mut Uint8VectorT> {
+    if let Self::Uint8Vector(v) = self { Some(v.as_mut()) } else { None }
+  }
+}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_BUILTIN_OPERATOR: i32 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
@@ -1949,6 +2139,3053 @@ impl<'a> ::flatbuffers::Verifiable for BuiltinOptions {
 impl ::flatbuffers::SimpleToVerifyInSlice for BuiltinOptions {}
 pub struct BuiltinOptionsUnionTableOffset {}
 
+#[allow(clippy::upper_case_acronyms)]
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub enum BuiltinOptionsT {
+  NONE,
+  Conv2DOptions(alloc::boxed::Box<Conv2DOptionsT>),
+  DepthwiseConv2DOptions(alloc::boxed::Box<DepthwiseConv2DOptionsT>),
+  ConcatEmbeddingsOptions(alloc::boxed::Box<ConcatEmbeddingsOptionsT>),
+  LSHProjectionOptions(alloc::boxed::Box<LSHProjectionOptionsT>),
+  Pool2DOptions(alloc::boxed::Box<Pool2DOptionsT>),
+  SVDFOptions(alloc::boxed::Box<SVDFOptionsT>),
+  RNNOptions(alloc::boxed::Box<RNNOptionsT>),
+  FullyConnectedOptions(alloc::boxed::Box<FullyConnectedOptionsT>),
+  SoftmaxOptions(alloc::boxed::Box<SoftmaxOptionsT>),
+  ConcatenationOptions(alloc::boxed::Box<ConcatenationOptionsT>),
+  AddOptions(alloc::boxed::Box<AddOptionsT>),
+  L2NormOptions(alloc::boxed::Box<L2NormOptionsT>),
+  LocalResponseNormalizationOptions(alloc::boxed::Box<LocalResponseNormalizationOptionsT>),
+  LSTMOptions(alloc::boxed::Box<LSTMOptionsT>),
+  ResizeBilinearOptions(alloc::boxed::Box<ResizeBilinearOptionsT>),
+  CallOptions(alloc::boxed::Box<CallOptionsT>),
+  ReshapeOptions(alloc::boxed::Box<ReshapeOptionsT>),
+  SkipGramOptions(alloc::boxed::Box<SkipGramOptionsT>),
+  SpaceToDepthOptions(alloc::boxed::Box<SpaceToDepthOptionsT>),
+  EmbeddingLookupSparseOptions(alloc::boxed::Box<EmbeddingLookupSparseOptionsT>),
+  MulOptions(alloc::boxed::Box<MulOptionsT>),
+  PadOptions(alloc::boxed::Box<PadOptionsT>),
+  GatherOptions(alloc::boxed::Box<GatherOptionsT>),
+  BatchToSpaceNDOptions(alloc::boxed::Box<BatchToSpaceNDOptionsT>),
+  SpaceToBatchNDOptions(alloc::boxed::Box<SpaceToBatchNDOptionsT>),
+  TransposeOptions(alloc::boxed::Box<TransposeOptionsT>),
+  ReducerOptions(alloc::boxed::Box<ReducerOptionsT>),
+  SubOptions(alloc::boxed::Box<SubOptionsT>),
+  DivOptions(alloc::boxed::Box<DivOptionsT>),
+  SqueezeOptions(alloc::boxed::Box<SqueezeOptionsT>),
+  SequenceRNNOptions(alloc::boxed::Box<SequenceRNNOptionsT>),
+  StridedSliceOptions(alloc::boxed::Box<StridedSliceOptionsT>),
+  ExpOptions(alloc::boxed::Box<ExpOptionsT>),
+  TopKV2Options(alloc::boxed::Box<TopKV2OptionsT>),
+  SplitOptions(alloc::boxed::Box<SplitOptionsT>),
+  LogSoftmaxOptions(alloc::boxed::Box<LogSoftmaxOptionsT>),
+  CastOptions(alloc::boxed::Box<CastOptionsT>),
+  DequantizeOptions(alloc::boxed::Box<DequantizeOptionsT>),
+  MaximumMinimumOptions(alloc::boxed::Box<MaximumMinimumOptionsT>),
+  ArgMaxOptions(alloc::boxed::Box<ArgMaxOptionsT>),
+  LessOptions(alloc::boxed::Box<LessOptionsT>),
+  NegOptions(alloc::boxed::Box<NegOptionsT>),
+  PadV2Options(alloc::boxed::Box<PadV2OptionsT>),
+  GreaterOptions(alloc::boxed::Box<GreaterOptionsT>),
+  GreaterEqualOptions(alloc::boxed::Box<GreaterEqualOptionsT>),
+  LessEqualOptions(alloc::boxed::Box<LessEqualOptionsT>),
+  SelectOptions(alloc::boxed::Box<SelectOptionsT>),
+  SliceOptions(alloc::boxed::Box<SliceOptionsT>),
+  TransposeConvOptions(alloc::boxed::Box<TransposeConvOptionsT>),
+  SparseToDenseOptions(alloc::boxed::Box<SparseToDenseOptionsT>),
+  TileOptions(alloc::boxed::Box<TileOptionsT>),
+  ExpandDimsOptions(alloc::boxed::Box<ExpandDimsOptionsT>),
+  EqualOptions(alloc::boxed::Box<EqualOptionsT>),
+  NotEqualOptions(alloc::boxed::Box<NotEqualOptionsT>),
+  ShapeOptions(alloc::boxed::Box<ShapeOptionsT>),
+  PowOptions(alloc::boxed::Box<PowOptionsT>),
+  ArgMinOptions(alloc::boxed::Box<ArgMinOptionsT>),
+  FakeQuantOptions(alloc::boxed::Box<FakeQuantOptionsT>),
+  PackOptions(alloc::boxed::Box<PackOptionsT>),
+  LogicalOrOptions(alloc::boxed::Box<LogicalOrOptionsT>),
+  OneHotOptions(alloc::boxed::Box<OneHotOptionsT>),
+  LogicalAndOptions(alloc::boxed::Box<LogicalAndOptionsT>),
+  LogicalNotOptions(alloc::boxed::Box<LogicalNotOptionsT>),
+  UnpackOptions(alloc::boxed::Box<UnpackOptionsT>),
+  FloorDivOptions(alloc::boxed::Box<FloorDivOptionsT>),
+  SquareOptions(alloc::boxed::Box<SquareOptionsT>),
+  ZerosLikeOptions(alloc::boxed::Box<ZerosLikeOptionsT>),
+  FillOptions(alloc::boxed::Box<FillOptionsT>),
+  BidirectionalSequenceLSTMOptions(alloc::boxed::Box<BidirectionalSequenceLSTMOptionsT>),
+  BidirectionalSequenceRNNOptions(alloc::boxed::Box<BidirectionalSequenceRNNOptionsT>),
+  UnidirectionalSequenceLSTMOptions(alloc::boxed::Box<UnidirectionalSequenceLSTMOptionsT>),
+  FloorModOptions(alloc::boxed::Box<FloorModOptionsT>),
+  RangeOptions(alloc::boxed::Box<RangeOptionsT>),
+  ResizeNearestNeighborOptions(alloc::boxed::Box<ResizeNearestNeighborOptionsT>),
+  LeakyReluOptions(alloc::boxed::Box<LeakyReluOptionsT>),
+  SquaredDifferenceOptions(alloc::boxed::Box<SquaredDifferenceOptionsT>),
+  MirrorPadOptions(alloc::boxed::Box<MirrorPadOptionsT>),
+  AbsOptions(alloc::boxed::Box<AbsOptionsT>),
+  SplitVOptions(alloc::boxed::Box<SplitVOptionsT>),
+  UniqueOptions(alloc::boxed::Box<UniqueOptionsT>),
+  ReverseV2Options(alloc::boxed::Box<ReverseV2OptionsT>),
+  AddNOptions(alloc::boxed::Box<AddNOptionsT>),
+  GatherNdOptions(alloc::boxed::Box<GatherNdOptionsT>),
+  CosOptions(alloc::boxed::Box<CosOptionsT>),
+  WhereOptions(alloc::boxed::Box<WhereOptionsT>),
+  RankOptions(alloc::boxed::Box<RankOptionsT>),
+  ReverseSequenceOptions(alloc::boxed::Box<ReverseSequenceOptionsT>),
+  MatrixDiagOptions(alloc::boxed::Box<MatrixDiagOptionsT>),
+  QuantizeOptions(alloc::boxed::Box<QuantizeOptionsT>),
+  MatrixSetDiagOptions(alloc::boxed::Box<MatrixSetDiagOptionsT>),
+  HardSwishOptions(alloc::boxed::Box<HardSwishOptionsT>),
+  IfOptions(alloc::boxed::Box<IfOptionsT>),
+  WhileOptions(alloc::boxed::Box<WhileOptionsT>),
+  DepthToSpaceOptions(alloc::boxed::Box<DepthToSpaceOptionsT>),
+  NonMaxSuppressionV4Options(alloc::boxed::Box<NonMaxSuppressionV4OptionsT>),
+  NonMaxSuppressionV5Options(alloc::boxed::Box<NonMaxSuppressionV5OptionsT>),
+  ScatterNdOptions(alloc::boxed::Box<ScatterNdOptionsT>),
+  SelectV2Options(alloc::boxed::Box<SelectV2OptionsT>),
+  DensifyOptions(alloc::boxed::Box<DensifyOptionsT>),
+  SegmentSumOptions(alloc::boxed::Box<SegmentSumOptionsT>),
+  BatchMatMulOptions(alloc::boxed::Box<BatchMatMulOptionsT>),
+  CumsumOptions(alloc::boxed::Box<CumsumOptionsT>),
+  CallOnceOptions(alloc::boxed::Box<CallOnceOptionsT>),
+  BroadcastToOptions(alloc::boxed::Box<BroadcastToOptionsT>),
+  Rfft2dOptions(alloc::boxed::Box<Rfft2dOptionsT>),
+  Conv3DOptions(alloc::boxed::Box<Conv3DOptionsT>),
+  HashtableOptions(alloc::boxed::Box<HashtableOptionsT>),
+  HashtableFindOptions(alloc::boxed::Box<HashtableFindOptionsT>),
+  HashtableImportOptions(alloc::boxed::Box<HashtableImportOptionsT>),
+  HashtableSizeOptions(alloc::boxed::Box<HashtableSizeOptionsT>),
+  VarHandleOptions(alloc::boxed::Box<VarHandleOptionsT>),
+  ReadVariableOptions(alloc::boxed::Box<ReadVariableOptionsT>),
+  AssignVariableOptions(alloc::boxed::Box<AssignVariableOptionsT>),
+  RandomOptions(alloc::boxed::Box<RandomOptionsT>),
+  BucketizeOptions(alloc::boxed::Box<BucketizeOptionsT>),
+  GeluOptions(alloc::boxed::Box<GeluOptionsT>),
+  DynamicUpdateSliceOptions(alloc::boxed::Box<DynamicUpdateSliceOptionsT>),
+  UnsortedSegmentProdOptions(alloc::boxed::Box<UnsortedSegmentProdOptionsT>),
+  UnsortedSegmentMaxOptions(alloc::boxed::Box<UnsortedSegmentMaxOptionsT>),
+  UnsortedSegmentMinOptions(alloc::boxed::Box<UnsortedSegmentMinOptionsT>),
+  UnsortedSegmentSumOptions(alloc::boxed::Box<UnsortedSegmentSumOptionsT>),
+  ATan2Options(alloc::boxed::Box<ATan2OptionsT>),
+  SignOptions(alloc::boxed::Box<SignOptionsT>),
+  BitcastOptions(alloc::boxed::Box<BitcastOptionsT>),
+  BitwiseXorOptions(alloc::boxed::Box<BitwiseXorOptionsT>),
+  RightShiftOptions(alloc::boxed::Box<RightShiftOptionsT>),
+}
+impl Default for BuiltinOptionsT {
+  fn default() -> Self {
+    Self::NONE
+  }
+}
+impl BuiltinOptionsT {
+  pub fn builtin_options_type(&self) -> BuiltinOptions {
+    match self {
+      Self::NONE => BuiltinOptions::NONE,
+      Self::Conv2DOptions(_) => BuiltinOptions::Conv2DOptions,
+      Self::DepthwiseConv2DOptions(_) => BuiltinOptions::DepthwiseConv2DOptions,
+      Self::ConcatEmbeddingsOptions(_) => BuiltinOptions::ConcatEmbeddingsOptions,
+      Self::LSHProjectionOptions(_) => BuiltinOptions::LSHProjectionOptions,
+      Self::Pool2DOptions(_) => BuiltinOptions::Pool2DOptions,
+      Self::SVDFOptions(_) => BuiltinOptions::SVDFOptions,
+      Self::RNNOptions(_) => BuiltinOptions::RNNOptions,
+      Self::FullyConnectedOptions(_) => BuiltinOptions::FullyConnectedOptions,
+      Self::SoftmaxOptions(_) => BuiltinOptions::SoftmaxOptions,
+      Self::ConcatenationOptions(_) => BuiltinOptions::ConcatenationOptions,
+      Self::AddOptions(_) => BuiltinOptions::AddOptions,
+      Self::L2NormOptions(_) => BuiltinOptions::L2NormOptions,
+      Self::LocalResponseNormalizationOptions(_) => BuiltinOptions::LocalResponseNormalizationOptions,
+      Self::LSTMOptions(_) => BuiltinOptions::LSTMOptions,
+      Self::ResizeBilinearOptions(_) => BuiltinOptions::ResizeBilinearOptions,
+      Self::CallOptions(_) => BuiltinOptions::CallOptions,
+      Self::ReshapeOptions(_) => BuiltinOptions::ReshapeOptions,
+      Self::SkipGramOptions(_) => BuiltinOptions::SkipGramOptions,
+      Self::SpaceToDepthOptions(_) => BuiltinOptions::SpaceToDepthOptions,
+      Self::EmbeddingLookupSparseOptions(_) => BuiltinOptions::EmbeddingLookupSparseOptions,
+      Self::MulOptions(_) => BuiltinOptions::MulOptions,
+      Self::PadOptions(_) => BuiltinOptions::PadOptions,
+      Self::GatherOptions(_) => BuiltinOptions::GatherOptions,
+      Self::BatchToSpaceNDOptions(_) => BuiltinOptions::BatchToSpaceNDOptions,
+      Self::SpaceToBatchNDOptions(_) => BuiltinOptions::SpaceToBatchNDOptions,
+      Self::TransposeOptions(_) => BuiltinOptions::TransposeOptions,
+      Self::ReducerOptions(_) => BuiltinOptions::ReducerOptions,
+      Self::SubOptions(_) => BuiltinOptions::SubOptions,
+      Self::DivOptions(_) => BuiltinOptions::DivOptions,
+      Self::SqueezeOptions(_) => BuiltinOptions::SqueezeOptions,
+      Self::SequenceRNNOptions(_) => BuiltinOptions::SequenceRNNOptions,
+      Self::StridedSliceOptions(_) => BuiltinOptions::StridedSliceOptions,
+      Self::ExpOptions(_) => BuiltinOptions::ExpOptions,
+      Self::TopKV2Options(_) => BuiltinOptions::TopKV2Options,
+      Self::SplitOptions(_) => BuiltinOptions::SplitOptions,
+      Self::LogSoftmaxOptions(_) => BuiltinOptions::LogSoftmaxOptions,
+      Self::CastOptions(_) => BuiltinOptions::CastOptions,
+      Self::DequantizeOptions(_) => BuiltinOptions::DequantizeOptions,
+      Self::MaximumMinimumOptions(_) => BuiltinOptions::MaximumMinimumOptions,
+      Self::ArgMaxOptions(_) => BuiltinOptions::ArgMaxOptions,
+      Self::LessOptions(_) => BuiltinOptions::LessOptions,
+      Self::NegOptions(_) => BuiltinOptions::NegOptions,
+      Self::PadV2Options(_) => BuiltinOptions::PadV2Options,
+      Self::GreaterOptions(_) => BuiltinOptions::GreaterOptions,
+      Self::GreaterEqualOptions(_) => BuiltinOptions::GreaterEqualOptions,
+      Self::LessEqualOptions(_) => BuiltinOptions::LessEqualOptions,
+      Self::SelectOptions(_) => BuiltinOptions::SelectOptions,
+      Self::SliceOptions(_) => BuiltinOptions::SliceOptions,
+      Self::TransposeConvOptions(_) => BuiltinOptions::TransposeConvOptions,
+      Self::SparseToDenseOptions(_) => BuiltinOptions::SparseToDenseOptions,
+      Self::TileOptions(_) => BuiltinOptions::TileOptions,
+      Self::ExpandDimsOptions(_) => BuiltinOptions::ExpandDimsOptions,
+      Self::EqualOptions(_) => BuiltinOptions::EqualOptions,
+      Self::NotEqualOptions(_) => BuiltinOptions::NotEqualOptions,
+      Self::ShapeOptions(_) => BuiltinOptions::ShapeOptions,
+      Self::PowOptions(_) => BuiltinOptions::PowOptions,
+      Self::ArgMinOptions(_) => BuiltinOptions::ArgMinOptions,
+      Self::FakeQuantOptions(_) => BuiltinOptions::FakeQuantOptions,
+      Self::PackOptions(_) => BuiltinOptions::PackOptions,
+      Self::LogicalOrOptions(_) => BuiltinOptions::LogicalOrOptions,
+      Self::OneHotOptions(_) => BuiltinOptions::OneHotOptions,
+      Self::LogicalAndOptions(_) => BuiltinOptions::LogicalAndOptions,
+      Self::LogicalNotOptions(_) => BuiltinOptions::LogicalNotOptions,
+      Self::UnpackOptions(_) => BuiltinOptions::UnpackOptions,
+      Self::FloorDivOptions(_) => BuiltinOptions::FloorDivOptions,
+      Self::SquareOptions(_) => BuiltinOptions::SquareOptions,
+      Self::ZerosLikeOptions(_) => BuiltinOptions::ZerosLikeOptions,
+      Self::FillOptions(_) => BuiltinOptions::FillOptions,
+      Self::BidirectionalSequenceLSTMOptions(_) => BuiltinOptions::BidirectionalSequenceLSTMOptions,
+      Self::BidirectionalSequenceRNNOptions(_) => BuiltinOptions::BidirectionalSequenceRNNOptions,
+      Self::UnidirectionalSequenceLSTMOptions(_) => BuiltinOptions::UnidirectionalSequenceLSTMOptions,
+      Self::FloorModOptions(_) => BuiltinOptions::FloorModOptions,
+      Self::RangeOptions(_) => BuiltinOptions::RangeOptions,
+      Self::ResizeNearestNeighborOptions(_) => BuiltinOptions::ResizeNearestNeighborOptions,
+      Self::LeakyReluOptions(_) => BuiltinOptions::LeakyReluOptions,
+      Self::SquaredDifferenceOptions(_) => BuiltinOptions::SquaredDifferenceOptions,
+      Self::MirrorPadOptions(_) => BuiltinOptions::MirrorPadOptions,
+      Self::AbsOptions(_) => BuiltinOptions::AbsOptions,
+      Self::SplitVOptions(_) => BuiltinOptions::SplitVOptions,
+      Self::UniqueOptions(_) => BuiltinOptions::UniqueOptions,
+      Self::ReverseV2Options(_) => BuiltinOptions::ReverseV2Options,
+      Self::AddNOptions(_) => BuiltinOptions::AddNOptions,
+      Self::GatherNdOptions(_) => BuiltinOptions::GatherNdOptions,
+      Self::CosOptions(_) => BuiltinOptions::CosOptions,
+      Self::WhereOptions(_) => BuiltinOptions::WhereOptions,
+      Self::RankOptions(_) => BuiltinOptions::RankOptions,
+      Self::ReverseSequenceOptions(_) => BuiltinOptions::ReverseSequenceOptions,
+      Self::MatrixDiagOptions(_) => BuiltinOptions::MatrixDiagOptions,
+      Self::QuantizeOptions(_) => BuiltinOptions::QuantizeOptions,
+      Self::MatrixSetDiagOptions(_) => BuiltinOptions::MatrixSetDiagOptions,
+      Self::HardSwishOptions(_) => BuiltinOptions::HardSwishOptions,
+      Self::IfOptions(_) => BuiltinOptions::IfOptions,
+      Self::WhileOptions(_) => BuiltinOptions::WhileOptions,
+      Self::DepthToSpaceOptions(_) => BuiltinOptions::DepthToSpaceOptions,
+      Self::NonMaxSuppressionV4Options(_) => BuiltinOptions::NonMaxSuppressionV4Options,
+      Self::NonMaxSuppressionV5Options(_) => BuiltinOptions::NonMaxSuppressionV5Options,
+      Self::ScatterNdOptions(_) => BuiltinOptions::ScatterNdOptions,
+      Self::SelectV2Options(_) => BuiltinOptions::SelectV2Options,
+      Self::DensifyOptions(_) => BuiltinOptions::DensifyOptions,
+      Self::SegmentSumOptions(_) => BuiltinOptions::SegmentSumOptions,
+      Self::BatchMatMulOptions(_) => BuiltinOptions::BatchMatMulOptions,
+      Self::CumsumOptions(_) => BuiltinOptions::CumsumOptions,
+      Self::CallOnceOptions(_) => BuiltinOptions::CallOnceOptions,
+      Self::BroadcastToOptions(_) => BuiltinOptions::BroadcastToOptions,
+      Self::Rfft2dOptions(_) => BuiltinOptions::Rfft2dOptions,
+      Self::Conv3DOptions(_) => BuiltinOptions::Conv3DOptions,
+      Self::HashtableOptions(_) => BuiltinOptions::HashtableOptions,
+      Self::HashtableFindOptions(_) => BuiltinOptions::HashtableFindOptions,
+      Self::HashtableImportOptions(_) => BuiltinOptions::HashtableImportOptions,
+      Self::HashtableSizeOptions(_) => BuiltinOptions::HashtableSizeOptions,
+      Self::VarHandleOptions(_) => BuiltinOptions::VarHandleOptions,
+      Self::ReadVariableOptions(_) => BuiltinOptions::ReadVariableOptions,
+      Self::AssignVariableOptions(_) => BuiltinOptions::AssignVariableOptions,
+      Self::RandomOptions(_) => BuiltinOptions::RandomOptions,
+      Self::BucketizeOptions(_) => BuiltinOptions::BucketizeOptions,
+      Self::GeluOptions(_) => BuiltinOptions::GeluOptions,
+      Self::DynamicUpdateSliceOptions(_) => BuiltinOptions::DynamicUpdateSliceOptions,
+      Self::UnsortedSegmentProdOptions(_) => BuiltinOptions::UnsortedSegmentProdOptions,
+      Self::UnsortedSegmentMaxOptions(_) => BuiltinOptions::UnsortedSegmentMaxOptions,
+      Self::UnsortedSegmentMinOptions(_) => BuiltinOptions::UnsortedSegmentMinOptions,
+      Self::UnsortedSegmentSumOptions(_) => BuiltinOptions::UnsortedSegmentSumOptions,
+      Self::ATan2Options(_) => BuiltinOptions::ATan2Options,
+      Self::SignOptions(_) => BuiltinOptions::SignOptions,
+      Self::BitcastOptions(_) => BuiltinOptions::BitcastOptions,
+      Self::BitwiseXorOptions(_) => BuiltinOptions::BitwiseXorOptions,
+      Self::RightShiftOptions(_) => BuiltinOptions::RightShiftOptions,
+    }
+  }
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(&self, fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>) -> Option<::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>> {
+    match self {
+      Self::NONE => None,
+      Self::Conv2DOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::DepthwiseConv2DOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ConcatEmbeddingsOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::LSHProjectionOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::Pool2DOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SVDFOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::RNNOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::FullyConnectedOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SoftmaxOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ConcatenationOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::AddOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::L2NormOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::LocalResponseNormalizationOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::LSTMOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ResizeBilinearOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::CallOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ReshapeOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SkipGramOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SpaceToDepthOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::EmbeddingLookupSparseOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::MulOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::PadOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::GatherOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::BatchToSpaceNDOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SpaceToBatchNDOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::TransposeOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ReducerOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SubOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::DivOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SqueezeOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SequenceRNNOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::StridedSliceOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ExpOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::TopKV2Options(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SplitOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::LogSoftmaxOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::CastOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::DequantizeOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::MaximumMinimumOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ArgMaxOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::LessOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::NegOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::PadV2Options(v) => Some(v.pack(fbb).as_union_value()),
+      Self::GreaterOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::GreaterEqualOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::LessEqualOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SelectOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SliceOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::TransposeConvOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SparseToDenseOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::TileOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ExpandDimsOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::EqualOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::NotEqualOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ShapeOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::PowOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ArgMinOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::FakeQuantOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::PackOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::LogicalOrOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::OneHotOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::LogicalAndOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::LogicalNotOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::UnpackOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::FloorDivOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SquareOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ZerosLikeOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::FillOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::BidirectionalSequenceLSTMOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::BidirectionalSequenceRNNOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::UnidirectionalSequenceLSTMOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::FloorModOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::RangeOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ResizeNearestNeighborOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::LeakyReluOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SquaredDifferenceOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::MirrorPadOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::AbsOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SplitVOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::UniqueOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ReverseV2Options(v) => Some(v.pack(fbb).as_union_value()),
+      Self::AddNOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::GatherNdOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::CosOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::WhereOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::RankOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ReverseSequenceOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::MatrixDiagOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::QuantizeOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::MatrixSetDiagOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::HardSwishOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::IfOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::WhileOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::DepthToSpaceOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::NonMaxSuppressionV4Options(v) => Some(v.pack(fbb).as_union_value()),
+      Self::NonMaxSuppressionV5Options(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ScatterNdOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SelectV2Options(v) => Some(v.pack(fbb).as_union_value()),
+      Self::DensifyOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SegmentSumOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::BatchMatMulOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::CumsumOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::CallOnceOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::BroadcastToOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::Rfft2dOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::Conv3DOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::HashtableOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::HashtableFindOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::HashtableImportOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::HashtableSizeOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::VarHandleOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ReadVariableOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::AssignVariableOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::RandomOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::BucketizeOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::GeluOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::DynamicUpdateSliceOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::UnsortedSegmentProdOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::UnsortedSegmentMaxOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::UnsortedSegmentMinOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::UnsortedSegmentSumOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::ATan2Options(v) => Some(v.pack(fbb).as_union_value()),
+      Self::SignOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::BitcastOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::BitwiseXorOptions(v) => Some(v.pack(fbb).as_union_value()),
+      Self::RightShiftOptions(v) => Some(v.pack(fbb).as_union_value()),
+    }
+  }
+  /// If the union variant matches, return the owned Conv2DOptionsT, setting the union to NONE.
+  pub fn take_conv_2_doptions(&mut self) -> Option<alloc::boxed::Box<Conv2DOptionsT>> {
+    if let Self::Conv2DOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::Conv2DOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the Conv2DOptionsT.
+  pub fn as_conv_2_doptions(&self) -> Option<&Conv2DOptionsT> {
+    if let Self::Conv2DOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the Conv2DOptionsT.
+  pub fn as_conv_2_doptions_mut(&mut self) -> Option<&mut Conv2DOptionsT> {
+    if let Self::Conv2DOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned DepthwiseConv2DOptionsT, setting the union to NONE.
+  pub fn take_depthwise_conv_2_doptions(&mut self) -> Option<alloc::boxed::Box<DepthwiseConv2DOptionsT>> {
+    if let Self::DepthwiseConv2DOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::DepthwiseConv2DOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the DepthwiseConv2DOptionsT.
+  pub fn as_depthwise_conv_2_doptions(&self) -> Option<&DepthwiseConv2DOptionsT> {
+    if let Self::DepthwiseConv2DOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the DepthwiseConv2DOptionsT.
+  pub fn as_depthwise_conv_2_doptions_mut(&mut self) -> Option<&mut DepthwiseConv2DOptionsT> {
+    if let Self::DepthwiseConv2DOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ConcatEmbeddingsOptionsT, setting the union to NONE.
+  pub fn take_concat_embeddings_options(&mut self) -> Option<alloc::boxed::Box<ConcatEmbeddingsOptionsT>> {
+    if let Self::ConcatEmbeddingsOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ConcatEmbeddingsOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ConcatEmbeddingsOptionsT.
+  pub fn as_concat_embeddings_options(&self) -> Option<&ConcatEmbeddingsOptionsT> {
+    if let Self::ConcatEmbeddingsOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ConcatEmbeddingsOptionsT.
+  pub fn as_concat_embeddings_options_mut(&mut self) -> Option<&mut ConcatEmbeddingsOptionsT> {
+    if let Self::ConcatEmbeddingsOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned LSHProjectionOptionsT, setting the union to NONE.
+  pub fn take_lshprojection_options(&mut self) -> Option<alloc::boxed::Box<LSHProjectionOptionsT>> {
+    if let Self::LSHProjectionOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::LSHProjectionOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the LSHProjectionOptionsT.
+  pub fn as_lshprojection_options(&self) -> Option<&LSHProjectionOptionsT> {
+    if let Self::LSHProjectionOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the LSHProjectionOptionsT.
+  pub fn as_lshprojection_options_mut(&mut self) -> Option<&mut LSHProjectionOptionsT> {
+    if let Self::LSHProjectionOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned Pool2DOptionsT, setting the union to NONE.
+  pub fn take_pool_2_doptions(&mut self) -> Option<alloc::boxed::Box<Pool2DOptionsT>> {
+    if let Self::Pool2DOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::Pool2DOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the Pool2DOptionsT.
+  pub fn as_pool_2_doptions(&self) -> Option<&Pool2DOptionsT> {
+    if let Self::Pool2DOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the Pool2DOptionsT.
+  pub fn as_pool_2_doptions_mut(&mut self) -> Option<&mut Pool2DOptionsT> {
+    if let Self::Pool2DOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SVDFOptionsT, setting the union to NONE.
+  pub fn take_svdfoptions(&mut self) -> Option<alloc::boxed::Box<SVDFOptionsT>> {
+    if let Self::SVDFOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SVDFOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SVDFOptionsT.
+  pub fn as_svdfoptions(&self) -> Option<&SVDFOptionsT> {
+    if let Self::SVDFOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SVDFOptionsT.
+  pub fn as_svdfoptions_mut(&mut self) -> Option<&mut SVDFOptionsT> {
+    if let Self::SVDFOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned RNNOptionsT, setting the union to NONE.
+  pub fn take_rnnoptions(&mut self) -> Option<alloc::boxed::Box<RNNOptionsT>> {
+    if let Self::RNNOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::RNNOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the RNNOptionsT.
+  pub fn as_rnnoptions(&self) -> Option<&RNNOptionsT> {
+    if let Self::RNNOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the RNNOptionsT.
+  pub fn as_rnnoptions_mut(&mut self) -> Option<&mut RNNOptionsT> {
+    if let Self::RNNOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned FullyConnectedOptionsT, setting the union to NONE.
+  pub fn take_fully_connected_options(&mut self) -> Option<alloc::boxed::Box<FullyConnectedOptionsT>> {
+    if let Self::FullyConnectedOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::FullyConnectedOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the FullyConnectedOptionsT.
+  pub fn as_fully_connected_options(&self) -> Option<&FullyConnectedOptionsT> {
+    if let Self::FullyConnectedOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the FullyConnectedOptionsT.
+  pub fn as_fully_connected_options_mut(&mut self) -> Option<&mut FullyConnectedOptionsT> {
+    if let Self::FullyConnectedOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SoftmaxOptionsT, setting the union to NONE.
+  pub fn take_softmax_options(&mut self) -> Option<alloc::boxed::Box<SoftmaxOptionsT>> {
+    if let Self::SoftmaxOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SoftmaxOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SoftmaxOptionsT.
+  pub fn as_softmax_options(&self) -> Option<&SoftmaxOptionsT> {
+    if let Self::SoftmaxOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SoftmaxOptionsT.
+  pub fn as_softmax_options_mut(&mut self) -> Option<&mut SoftmaxOptionsT> {
+    if let Self::SoftmaxOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ConcatenationOptionsT, setting the union to NONE.
+  pub fn take_concatenation_options(&mut self) -> Option<alloc::boxed::Box<ConcatenationOptionsT>> {
+    if let Self::ConcatenationOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ConcatenationOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ConcatenationOptionsT.
+  pub fn as_concatenation_options(&self) -> Option<&ConcatenationOptionsT> {
+    if let Self::ConcatenationOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ConcatenationOptionsT.
+  pub fn as_concatenation_options_mut(&mut self) -> Option<&mut ConcatenationOptionsT> {
+    if let Self::ConcatenationOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned AddOptionsT, setting the union to NONE.
+  pub fn take_add_options(&mut self) -> Option<alloc::boxed::Box<AddOptionsT>> {
+    if let Self::AddOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::AddOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the AddOptionsT.
+  pub fn as_add_options(&self) -> Option<&AddOptionsT> {
+    if let Self::AddOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the AddOptionsT.
+  pub fn as_add_options_mut(&mut self) -> Option<&mut AddOptionsT> {
+    if let Self::AddOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned L2NormOptionsT, setting the union to NONE.
+  pub fn take_l2_norm_options(&mut self) -> Option<alloc::boxed::Box<L2NormOptionsT>> {
+    if let Self::L2NormOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::L2NormOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the L2NormOptionsT.
+  pub fn as_l2_norm_options(&self) -> Option<&L2NormOptionsT> {
+    if let Self::L2NormOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the L2NormOptionsT.
+  pub fn as_l2_norm_options_mut(&mut self) -> Option<&mut L2NormOptionsT> {
+    if let Self::L2NormOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned LocalResponseNormalizationOptionsT, setting the union to NONE.
+  pub fn take_local_response_normalization_options(&mut self) -> Option<alloc::boxed::Box<LocalResponseNormalizationOptionsT>> {
+    if let Self::LocalResponseNormalizationOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::LocalResponseNormalizationOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the LocalResponseNormalizationOptionsT.
+  pub fn as_local_response_normalization_options(&self) -> Option<&LocalResponseNormalizationOptionsT> {
+    if let Self::LocalResponseNormalizationOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the LocalResponseNormalizationOptionsT.
+  pub fn as_local_response_normalization_options_mut(&mut self) -> Option<&mut LocalResponseNormalizationOptionsT> {
+    if let Self::LocalResponseNormalizationOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned LSTMOptionsT, setting the union to NONE.
+  pub fn take_lstmoptions(&mut self) -> Option<alloc::boxed::Box<LSTMOptionsT>> {
+    if let Self::LSTMOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::LSTMOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the LSTMOptionsT.
+  pub fn as_lstmoptions(&self) -> Option<&LSTMOptionsT> {
+    if let Self::LSTMOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the LSTMOptionsT.
+  pub fn as_lstmoptions_mut(&mut self) -> Option<&mut LSTMOptionsT> {
+    if let Self::LSTMOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ResizeBilinearOptionsT, setting the union to NONE.
+  pub fn take_resize_bilinear_options(&mut self) -> Option<alloc::boxed::Box<ResizeBilinearOptionsT>> {
+    if let Self::ResizeBilinearOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ResizeBilinearOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ResizeBilinearOptionsT.
+  pub fn as_resize_bilinear_options(&self) -> Option<&ResizeBilinearOptionsT> {
+    if let Self::ResizeBilinearOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ResizeBilinearOptionsT.
+  pub fn as_resize_bilinear_options_mut(&mut self) -> Option<&mut ResizeBilinearOptionsT> {
+    if let Self::ResizeBilinearOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned CallOptionsT, setting the union to NONE.
+  pub fn take_call_options(&mut self) -> Option<alloc::boxed::Box<CallOptionsT>> {
+    if let Self::CallOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::CallOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the CallOptionsT.
+  pub fn as_call_options(&self) -> Option<&CallOptionsT> {
+    if let Self::CallOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the CallOptionsT.
+  pub fn as_call_options_mut(&mut self) -> Option<&mut CallOptionsT> {
+    if let Self::CallOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ReshapeOptionsT, setting the union to NONE.
+  pub fn take_reshape_options(&mut self) -> Option<alloc::boxed::Box<ReshapeOptionsT>> {
+    if let Self::ReshapeOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ReshapeOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ReshapeOptionsT.
+  pub fn as_reshape_options(&self) -> Option<&ReshapeOptionsT> {
+    if let Self::ReshapeOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ReshapeOptionsT.
+  pub fn as_reshape_options_mut(&mut self) -> Option<&mut ReshapeOptionsT> {
+    if let Self::ReshapeOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SkipGramOptionsT, setting the union to NONE.
+  pub fn take_skip_gram_options(&mut self) -> Option<alloc::boxed::Box<SkipGramOptionsT>> {
+    if let Self::SkipGramOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SkipGramOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SkipGramOptionsT.
+  pub fn as_skip_gram_options(&self) -> Option<&SkipGramOptionsT> {
+    if let Self::SkipGramOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SkipGramOptionsT.
+  pub fn as_skip_gram_options_mut(&mut self) -> Option<&mut SkipGramOptionsT> {
+    if let Self::SkipGramOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SpaceToDepthOptionsT, setting the union to NONE.
+  pub fn take_space_to_depth_options(&mut self) -> Option<alloc::boxed::Box<SpaceToDepthOptionsT>> {
+    if let Self::SpaceToDepthOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SpaceToDepthOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SpaceToDepthOptionsT.
+  pub fn as_space_to_depth_options(&self) -> Option<&SpaceToDepthOptionsT> {
+    if let Self::SpaceToDepthOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SpaceToDepthOptionsT.
+  pub fn as_space_to_depth_options_mut(&mut self) -> Option<&mut SpaceToDepthOptionsT> {
+    if let Self::SpaceToDepthOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned EmbeddingLookupSparseOptionsT, setting the union to NONE.
+  pub fn take_embedding_lookup_sparse_options(&mut self) -> Option<alloc::boxed::Box<EmbeddingLookupSparseOptionsT>> {
+    if let Self::EmbeddingLookupSparseOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::EmbeddingLookupSparseOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the EmbeddingLookupSparseOptionsT.
+  pub fn as_embedding_lookup_sparse_options(&self) -> Option<&EmbeddingLookupSparseOptionsT> {
+    if let Self::EmbeddingLookupSparseOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the EmbeddingLookupSparseOptionsT.
+  pub fn as_embedding_lookup_sparse_options_mut(&mut self) -> Option<&mut EmbeddingLookupSparseOptionsT> {
+    if let Self::EmbeddingLookupSparseOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned MulOptionsT, setting the union to NONE.
+  pub fn take_mul_options(&mut self) -> Option<alloc::boxed::Box<MulOptionsT>> {
+    if let Self::MulOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::MulOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the MulOptionsT.
+  pub fn as_mul_options(&self) -> Option<&MulOptionsT> {
+    if let Self::MulOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the MulOptionsT.
+  pub fn as_mul_options_mut(&mut self) -> Option<&mut MulOptionsT> {
+    if let Self::MulOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned PadOptionsT, setting the union to NONE.
+  pub fn take_pad_options(&mut self) -> Option<alloc::boxed::Box<PadOptionsT>> {
+    if let Self::PadOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::PadOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the PadOptionsT.
+  pub fn as_pad_options(&self) -> Option<&PadOptionsT> {
+    if let Self::PadOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the PadOptionsT.
+  pub fn as_pad_options_mut(&mut self) -> Option<&mut PadOptionsT> {
+    if let Self::PadOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned GatherOptionsT, setting the union to NONE.
+  pub fn take_gather_options(&mut self) -> Option<alloc::boxed::Box<GatherOptionsT>> {
+    if let Self::GatherOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::GatherOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the GatherOptionsT.
+  pub fn as_gather_options(&self) -> Option<&GatherOptionsT> {
+    if let Self::GatherOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the GatherOptionsT.
+  pub fn as_gather_options_mut(&mut self) -> Option<&mut GatherOptionsT> {
+    if let Self::GatherOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned BatchToSpaceNDOptionsT, setting the union to NONE.
+  pub fn take_batch_to_space_ndoptions(&mut self) -> Option<alloc::boxed::Box<BatchToSpaceNDOptionsT>> {
+    if let Self::BatchToSpaceNDOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::BatchToSpaceNDOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the BatchToSpaceNDOptionsT.
+  pub fn as_batch_to_space_ndoptions(&self) -> Option<&BatchToSpaceNDOptionsT> {
+    if let Self::BatchToSpaceNDOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the BatchToSpaceNDOptionsT.
+  pub fn as_batch_to_space_ndoptions_mut(&mut self) -> Option<&mut BatchToSpaceNDOptionsT> {
+    if let Self::BatchToSpaceNDOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SpaceToBatchNDOptionsT, setting the union to NONE.
+  pub fn take_space_to_batch_ndoptions(&mut self) -> Option<alloc::boxed::Box<SpaceToBatchNDOptionsT>> {
+    if let Self::SpaceToBatchNDOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SpaceToBatchNDOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SpaceToBatchNDOptionsT.
+  pub fn as_space_to_batch_ndoptions(&self) -> Option<&SpaceToBatchNDOptionsT> {
+    if let Self::SpaceToBatchNDOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SpaceToBatchNDOptionsT.
+  pub fn as_space_to_batch_ndoptions_mut(&mut self) -> Option<&mut SpaceToBatchNDOptionsT> {
+    if let Self::SpaceToBatchNDOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned TransposeOptionsT, setting the union to NONE.
+  pub fn take_transpose_options(&mut self) -> Option<alloc::boxed::Box<TransposeOptionsT>> {
+    if let Self::TransposeOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::TransposeOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the TransposeOptionsT.
+  pub fn as_transpose_options(&self) -> Option<&TransposeOptionsT> {
+    if let Self::TransposeOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the TransposeOptionsT.
+  pub fn as_transpose_options_mut(&mut self) -> Option<&mut TransposeOptionsT> {
+    if let Self::TransposeOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ReducerOptionsT, setting the union to NONE.
+  pub fn take_reducer_options(&mut self) -> Option<alloc::boxed::Box<ReducerOptionsT>> {
+    if let Self::ReducerOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ReducerOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ReducerOptionsT.
+  pub fn as_reducer_options(&self) -> Option<&ReducerOptionsT> {
+    if let Self::ReducerOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ReducerOptionsT.
+  pub fn as_reducer_options_mut(&mut self) -> Option<&mut ReducerOptionsT> {
+    if let Self::ReducerOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SubOptionsT, setting the union to NONE.
+  pub fn take_sub_options(&mut self) -> Option<alloc::boxed::Box<SubOptionsT>> {
+    if let Self::SubOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SubOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SubOptionsT.
+  pub fn as_sub_options(&self) -> Option<&SubOptionsT> {
+    if let Self::SubOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SubOptionsT.
+  pub fn as_sub_options_mut(&mut self) -> Option<&mut SubOptionsT> {
+    if let Self::SubOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned DivOptionsT, setting the union to NONE.
+  pub fn take_div_options(&mut self) -> Option<alloc::boxed::Box<DivOptionsT>> {
+    if let Self::DivOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::DivOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the DivOptionsT.
+  pub fn as_div_options(&self) -> Option<&DivOptionsT> {
+    if let Self::DivOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the DivOptionsT.
+  pub fn as_div_options_mut(&mut self) -> Option<&mut DivOptionsT> {
+    if let Self::DivOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SqueezeOptionsT, setting the union to NONE.
+  pub fn take_squeeze_options(&mut self) -> Option<alloc::boxed::Box<SqueezeOptionsT>> {
+    if let Self::SqueezeOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SqueezeOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SqueezeOptionsT.
+  pub fn as_squeeze_options(&self) -> Option<&SqueezeOptionsT> {
+    if let Self::SqueezeOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SqueezeOptionsT.
+  pub fn as_squeeze_options_mut(&mut self) -> Option<&mut SqueezeOptionsT> {
+    if let Self::SqueezeOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SequenceRNNOptionsT, setting the union to NONE.
+  pub fn take_sequence_rnnoptions(&mut self) -> Option<alloc::boxed::Box<SequenceRNNOptionsT>> {
+    if let Self::SequenceRNNOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SequenceRNNOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SequenceRNNOptionsT.
+  pub fn as_sequence_rnnoptions(&self) -> Option<&SequenceRNNOptionsT> {
+    if let Self::SequenceRNNOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SequenceRNNOptionsT.
+  pub fn as_sequence_rnnoptions_mut(&mut self) -> Option<&mut SequenceRNNOptionsT> {
+    if let Self::SequenceRNNOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned StridedSliceOptionsT, setting the union to NONE.
+  pub fn take_strided_slice_options(&mut self) -> Option<alloc::boxed::Box<StridedSliceOptionsT>> {
+    if let Self::StridedSliceOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::StridedSliceOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the StridedSliceOptionsT.
+  pub fn as_strided_slice_options(&self) -> Option<&StridedSliceOptionsT> {
+    if let Self::StridedSliceOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the StridedSliceOptionsT.
+  pub fn as_strided_slice_options_mut(&mut self) -> Option<&mut StridedSliceOptionsT> {
+    if let Self::StridedSliceOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ExpOptionsT, setting the union to NONE.
+  pub fn take_exp_options(&mut self) -> Option<alloc::boxed::Box<ExpOptionsT>> {
+    if let Self::ExpOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ExpOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ExpOptionsT.
+  pub fn as_exp_options(&self) -> Option<&ExpOptionsT> {
+    if let Self::ExpOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ExpOptionsT.
+  pub fn as_exp_options_mut(&mut self) -> Option<&mut ExpOptionsT> {
+    if let Self::ExpOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned TopKV2OptionsT, setting the union to NONE.
+  pub fn take_top_kv2_options(&mut self) -> Option<alloc::boxed::Box<TopKV2OptionsT>> {
+    if let Self::TopKV2Options(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::TopKV2Options(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the TopKV2OptionsT.
+  pub fn as_top_kv2_options(&self) -> Option<&TopKV2OptionsT> {
+    if let Self::TopKV2Options(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the TopKV2OptionsT.
+  pub fn as_top_kv2_options_mut(&mut self) -> Option<&mut TopKV2OptionsT> {
+    if let Self::TopKV2Options(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SplitOptionsT, setting the union to NONE.
+  pub fn take_split_options(&mut self) -> Option<alloc::boxed::Box<SplitOptionsT>> {
+    if let Self::SplitOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SplitOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SplitOptionsT.
+  pub fn as_split_options(&self) -> Option<&SplitOptionsT> {
+    if let Self::SplitOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SplitOptionsT.
+  pub fn as_split_options_mut(&mut self) -> Option<&mut SplitOptionsT> {
+    if let Self::SplitOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned LogSoftmaxOptionsT, setting the union to NONE.
+  pub fn take_log_softmax_options(&mut self) -> Option<alloc::boxed::Box<LogSoftmaxOptionsT>> {
+    if let Self::LogSoftmaxOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::LogSoftmaxOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the LogSoftmaxOptionsT.
+  pub fn as_log_softmax_options(&self) -> Option<&LogSoftmaxOptionsT> {
+    if let Self::LogSoftmaxOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the LogSoftmaxOptionsT.
+  pub fn as_log_softmax_options_mut(&mut self) -> Option<&mut LogSoftmaxOptionsT> {
+    if let Self::LogSoftmaxOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned CastOptionsT, setting the union to NONE.
+  pub fn take_cast_options(&mut self) -> Option<alloc::boxed::Box<CastOptionsT>> {
+    if let Self::CastOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::CastOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the CastOptionsT.
+  pub fn as_cast_options(&self) -> Option<&CastOptionsT> {
+    if let Self::CastOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the CastOptionsT.
+  pub fn as_cast_options_mut(&mut self) -> Option<&mut CastOptionsT> {
+    if let Self::CastOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned DequantizeOptionsT, setting the union to NONE.
+  pub fn take_dequantize_options(&mut self) -> Option<alloc::boxed::Box<DequantizeOptionsT>> {
+    if let Self::DequantizeOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::DequantizeOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the DequantizeOptionsT.
+  pub fn as_dequantize_options(&self) -> Option<&DequantizeOptionsT> {
+    if let Self::DequantizeOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the DequantizeOptionsT.
+  pub fn as_dequantize_options_mut(&mut self) -> Option<&mut DequantizeOptionsT> {
+    if let Self::DequantizeOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned MaximumMinimumOptionsT, setting the union to NONE.
+  pub fn take_maximum_minimum_options(&mut self) -> Option<alloc::boxed::Box<MaximumMinimumOptionsT>> {
+    if let Self::MaximumMinimumOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::MaximumMinimumOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the MaximumMinimumOptionsT.
+  pub fn as_maximum_minimum_options(&self) -> Option<&MaximumMinimumOptionsT> {
+    if let Self::MaximumMinimumOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the MaximumMinimumOptionsT.
+  pub fn as_maximum_minimum_options_mut(&mut self) -> Option<&mut MaximumMinimumOptionsT> {
+    if let Self::MaximumMinimumOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ArgMaxOptionsT, setting the union to NONE.
+  pub fn take_arg_max_options(&mut self) -> Option<alloc::boxed::Box<ArgMaxOptionsT>> {
+    if let Self::ArgMaxOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ArgMaxOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ArgMaxOptionsT.
+  pub fn as_arg_max_options(&self) -> Option<&ArgMaxOptionsT> {
+    if let Self::ArgMaxOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ArgMaxOptionsT.
+  pub fn as_arg_max_options_mut(&mut self) -> Option<&mut ArgMaxOptionsT> {
+    if let Self::ArgMaxOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned LessOptionsT, setting the union to NONE.
+  pub fn take_less_options(&mut self) -> Option<alloc::boxed::Box<LessOptionsT>> {
+    if let Self::LessOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::LessOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the LessOptionsT.
+  pub fn as_less_options(&self) -> Option<&LessOptionsT> {
+    if let Self::LessOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the LessOptionsT.
+  pub fn as_less_options_mut(&mut self) -> Option<&mut LessOptionsT> {
+    if let Self::LessOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned NegOptionsT, setting the union to NONE.
+  pub fn take_neg_options(&mut self) -> Option<alloc::boxed::Box<NegOptionsT>> {
+    if let Self::NegOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::NegOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the NegOptionsT.
+  pub fn as_neg_options(&self) -> Option<&NegOptionsT> {
+    if let Self::NegOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the NegOptionsT.
+  pub fn as_neg_options_mut(&mut self) -> Option<&mut NegOptionsT> {
+    if let Self::NegOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned PadV2OptionsT, setting the union to NONE.
+  pub fn take_pad_v2_options(&mut self) -> Option<alloc::boxed::Box<PadV2OptionsT>> {
+    if let Self::PadV2Options(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::PadV2Options(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the PadV2OptionsT.
+  pub fn as_pad_v2_options(&self) -> Option<&PadV2OptionsT> {
+    if let Self::PadV2Options(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the PadV2OptionsT.
+  pub fn as_pad_v2_options_mut(&mut self) -> Option<&mut PadV2OptionsT> {
+    if let Self::PadV2Options(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned GreaterOptionsT, setting the union to NONE.
+  pub fn take_greater_options(&mut self) -> Option<alloc::boxed::Box<GreaterOptionsT>> {
+    if let Self::GreaterOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::GreaterOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the GreaterOptionsT.
+  pub fn as_greater_options(&self) -> Option<&GreaterOptionsT> {
+    if let Self::GreaterOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the GreaterOptionsT.
+  pub fn as_greater_options_mut(&mut self) -> Option<&mut GreaterOptionsT> {
+    if let Self::GreaterOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned GreaterEqualOptionsT, setting the union to NONE.
+  pub fn take_greater_equal_options(&mut self) -> Option<alloc::boxed::Box<GreaterEqualOptionsT>> {
+    if let Self::GreaterEqualOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::GreaterEqualOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the GreaterEqualOptionsT.
+  pub fn as_greater_equal_options(&self) -> Option<&GreaterEqualOptionsT> {
+    if let Self::GreaterEqualOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the GreaterEqualOptionsT.
+  pub fn as_greater_equal_options_mut(&mut self) -> Option<&mut GreaterEqualOptionsT> {
+    if let Self::GreaterEqualOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned LessEqualOptionsT, setting the union to NONE.
+  pub fn take_less_equal_options(&mut self) -> Option<alloc::boxed::Box<LessEqualOptionsT>> {
+    if let Self::LessEqualOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::LessEqualOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the LessEqualOptionsT.
+  pub fn as_less_equal_options(&self) -> Option<&LessEqualOptionsT> {
+    if let Self::LessEqualOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the LessEqualOptionsT.
+  pub fn as_less_equal_options_mut(&mut self) -> Option<&mut LessEqualOptionsT> {
+    if let Self::LessEqualOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SelectOptionsT, setting the union to NONE.
+  pub fn take_select_options(&mut self) -> Option<alloc::boxed::Box<SelectOptionsT>> {
+    if let Self::SelectOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SelectOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SelectOptionsT.
+  pub fn as_select_options(&self) -> Option<&SelectOptionsT> {
+    if let Self::SelectOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SelectOptionsT.
+  pub fn as_select_options_mut(&mut self) -> Option<&mut SelectOptionsT> {
+    if let Self::SelectOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SliceOptionsT, setting the union to NONE.
+  pub fn take_slice_options(&mut self) -> Option<alloc::boxed::Box<SliceOptionsT>> {
+    if let Self::SliceOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SliceOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SliceOptionsT.
+  pub fn as_slice_options(&self) -> Option<&SliceOptionsT> {
+    if let Self::SliceOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SliceOptionsT.
+  pub fn as_slice_options_mut(&mut self) -> Option<&mut SliceOptionsT> {
+    if let Self::SliceOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned TransposeConvOptionsT, setting the union to NONE.
+  pub fn take_transpose_conv_options(&mut self) -> Option<alloc::boxed::Box<TransposeConvOptionsT>> {
+    if let Self::TransposeConvOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::TransposeConvOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the TransposeConvOptionsT.
+  pub fn as_transpose_conv_options(&self) -> Option<&TransposeConvOptionsT> {
+    if let Self::TransposeConvOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the TransposeConvOptionsT.
+  pub fn as_transpose_conv_options_mut(&mut self) -> Option<&mut TransposeConvOptionsT> {
+    if let Self::TransposeConvOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SparseToDenseOptionsT, setting the union to NONE.
+  pub fn take_sparse_to_dense_options(&mut self) -> Option<alloc::boxed::Box<SparseToDenseOptionsT>> {
+    if let Self::SparseToDenseOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SparseToDenseOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SparseToDenseOptionsT.
+  pub fn as_sparse_to_dense_options(&self) -> Option<&SparseToDenseOptionsT> {
+    if let Self::SparseToDenseOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SparseToDenseOptionsT.
+  pub fn as_sparse_to_dense_options_mut(&mut self) -> Option<&mut SparseToDenseOptionsT> {
+    if let Self::SparseToDenseOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned TileOptionsT, setting the union to NONE.
+  pub fn take_tile_options(&mut self) -> Option<alloc::boxed::Box<TileOptionsT>> {
+    if let Self::TileOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::TileOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the TileOptionsT.
+  pub fn as_tile_options(&self) -> Option<&TileOptionsT> {
+    if let Self::TileOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the TileOptionsT.
+  pub fn as_tile_options_mut(&mut self) -> Option<&mut TileOptionsT> {
+    if let Self::TileOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ExpandDimsOptionsT, setting the union to NONE.
+  pub fn take_expand_dims_options(&mut self) -> Option<alloc::boxed::Box<ExpandDimsOptionsT>> {
+    if let Self::ExpandDimsOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ExpandDimsOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ExpandDimsOptionsT.
+  pub fn as_expand_dims_options(&self) -> Option<&ExpandDimsOptionsT> {
+    if let Self::ExpandDimsOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ExpandDimsOptionsT.
+  pub fn as_expand_dims_options_mut(&mut self) -> Option<&mut ExpandDimsOptionsT> {
+    if let Self::ExpandDimsOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned EqualOptionsT, setting the union to NONE.
+  pub fn take_equal_options(&mut self) -> Option<alloc::boxed::Box<EqualOptionsT>> {
+    if let Self::EqualOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::EqualOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the EqualOptionsT.
+  pub fn as_equal_options(&self) -> Option<&EqualOptionsT> {
+    if let Self::EqualOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the EqualOptionsT.
+  pub fn as_equal_options_mut(&mut self) -> Option<&mut EqualOptionsT> {
+    if let Self::EqualOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned NotEqualOptionsT, setting the union to NONE.
+  pub fn take_not_equal_options(&mut self) -> Option<alloc::boxed::Box<NotEqualOptionsT>> {
+    if let Self::NotEqualOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::NotEqualOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the NotEqualOptionsT.
+  pub fn as_not_equal_options(&self) -> Option<&NotEqualOptionsT> {
+    if let Self::NotEqualOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the NotEqualOptionsT.
+  pub fn as_not_equal_options_mut(&mut self) -> Option<&mut NotEqualOptionsT> {
+    if let Self::NotEqualOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ShapeOptionsT, setting the union to NONE.
+  pub fn take_shape_options(&mut self) -> Option<alloc::boxed::Box<ShapeOptionsT>> {
+    if let Self::ShapeOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ShapeOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ShapeOptionsT.
+  pub fn as_shape_options(&self) -> Option<&ShapeOptionsT> {
+    if let Self::ShapeOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ShapeOptionsT.
+  pub fn as_shape_options_mut(&mut self) -> Option<&mut ShapeOptionsT> {
+    if let Self::ShapeOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned PowOptionsT, setting the union to NONE.
+  pub fn take_pow_options(&mut self) -> Option<alloc::boxed::Box<PowOptionsT>> {
+    if let Self::PowOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::PowOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the PowOptionsT.
+  pub fn as_pow_options(&self) -> Option<&PowOptionsT> {
+    if let Self::PowOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the PowOptionsT.
+  pub fn as_pow_options_mut(&mut self) -> Option<&mut PowOptionsT> {
+    if let Self::PowOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ArgMinOptionsT, setting the union to NONE.
+  pub fn take_arg_min_options(&mut self) -> Option<alloc::boxed::Box<ArgMinOptionsT>> {
+    if let Self::ArgMinOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ArgMinOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ArgMinOptionsT.
+  pub fn as_arg_min_options(&self) -> Option<&ArgMinOptionsT> {
+    if let Self::ArgMinOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ArgMinOptionsT.
+  pub fn as_arg_min_options_mut(&mut self) -> Option<&mut ArgMinOptionsT> {
+    if let Self::ArgMinOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned FakeQuantOptionsT, setting the union to NONE.
+  pub fn take_fake_quant_options(&mut self) -> Option<alloc::boxed::Box<FakeQuantOptionsT>> {
+    if let Self::FakeQuantOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::FakeQuantOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the FakeQuantOptionsT.
+  pub fn as_fake_quant_options(&self) -> Option<&FakeQuantOptionsT> {
+    if let Self::FakeQuantOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the FakeQuantOptionsT.
+  pub fn as_fake_quant_options_mut(&mut self) -> Option<&mut FakeQuantOptionsT> {
+    if let Self::FakeQuantOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned PackOptionsT, setting the union to NONE.
+  pub fn take_pack_options(&mut self) -> Option<alloc::boxed::Box<PackOptionsT>> {
+    if let Self::PackOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::PackOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the PackOptionsT.
+  pub fn as_pack_options(&self) -> Option<&PackOptionsT> {
+    if let Self::PackOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the PackOptionsT.
+  pub fn as_pack_options_mut(&mut self) -> Option<&mut PackOptionsT> {
+    if let Self::PackOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned LogicalOrOptionsT, setting the union to NONE.
+  pub fn take_logical_or_options(&mut self) -> Option<alloc::boxed::Box<LogicalOrOptionsT>> {
+    if let Self::LogicalOrOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::LogicalOrOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the LogicalOrOptionsT.
+  pub fn as_logical_or_options(&self) -> Option<&LogicalOrOptionsT> {
+    if let Self::LogicalOrOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the LogicalOrOptionsT.
+  pub fn as_logical_or_options_mut(&mut self) -> Option<&mut LogicalOrOptionsT> {
+    if let Self::LogicalOrOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned OneHotOptionsT, setting the union to NONE.
+  pub fn take_one_hot_options(&mut self) -> Option<alloc::boxed::Box<OneHotOptionsT>> {
+    if let Self::OneHotOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::OneHotOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the OneHotOptionsT.
+  pub fn as_one_hot_options(&self) -> Option<&OneHotOptionsT> {
+    if let Self::OneHotOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the OneHotOptionsT.
+  pub fn as_one_hot_options_mut(&mut self) -> Option<&mut OneHotOptionsT> {
+    if let Self::OneHotOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned LogicalAndOptionsT, setting the union to NONE.
+  pub fn take_logical_and_options(&mut self) -> Option<alloc::boxed::Box<LogicalAndOptionsT>> {
+    if let Self::LogicalAndOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::LogicalAndOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the LogicalAndOptionsT.
+  pub fn as_logical_and_options(&self) -> Option<&LogicalAndOptionsT> {
+    if let Self::LogicalAndOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the LogicalAndOptionsT.
+  pub fn as_logical_and_options_mut(&mut self) -> Option<&mut LogicalAndOptionsT> {
+    if let Self::LogicalAndOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned LogicalNotOptionsT, setting the union to NONE.
+  pub fn take_logical_not_options(&mut self) -> Option<alloc::boxed::Box<LogicalNotOptionsT>> {
+    if let Self::LogicalNotOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::LogicalNotOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the LogicalNotOptionsT.
+  pub fn as_logical_not_options(&self) -> Option<&LogicalNotOptionsT> {
+    if let Self::LogicalNotOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the LogicalNotOptionsT.
+  pub fn as_logical_not_options_mut(&mut self) -> Option<&mut LogicalNotOptionsT> {
+    if let Self::LogicalNotOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned UnpackOptionsT, setting the union to NONE.
+  pub fn take_unpack_options(&mut self) -> Option<alloc::boxed::Box<UnpackOptionsT>> {
+    if let Self::UnpackOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::UnpackOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the UnpackOptionsT.
+  pub fn as_unpack_options(&self) -> Option<&UnpackOptionsT> {
+    if let Self::UnpackOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the UnpackOptionsT.
+  pub fn as_unpack_options_mut(&mut self) -> Option<&mut UnpackOptionsT> {
+    if let Self::UnpackOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned FloorDivOptionsT, setting the union to NONE.
+  pub fn take_floor_div_options(&mut self) -> Option<alloc::boxed::Box<FloorDivOptionsT>> {
+    if let Self::FloorDivOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::FloorDivOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the FloorDivOptionsT.
+  pub fn as_floor_div_options(&self) -> Option<&FloorDivOptionsT> {
+    if let Self::FloorDivOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the FloorDivOptionsT.
+  pub fn as_floor_div_options_mut(&mut self) -> Option<&mut FloorDivOptionsT> {
+    if let Self::FloorDivOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SquareOptionsT, setting the union to NONE.
+  pub fn take_square_options(&mut self) -> Option<alloc::boxed::Box<SquareOptionsT>> {
+    if let Self::SquareOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SquareOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SquareOptionsT.
+  pub fn as_square_options(&self) -> Option<&SquareOptionsT> {
+    if let Self::SquareOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SquareOptionsT.
+  pub fn as_square_options_mut(&mut self) -> Option<&mut SquareOptionsT> {
+    if let Self::SquareOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ZerosLikeOptionsT, setting the union to NONE.
+  pub fn take_zeros_like_options(&mut self) -> Option<alloc::boxed::Box<ZerosLikeOptionsT>> {
+    if let Self::ZerosLikeOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ZerosLikeOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ZerosLikeOptionsT.
+  pub fn as_zeros_like_options(&self) -> Option<&ZerosLikeOptionsT> {
+    if let Self::ZerosLikeOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ZerosLikeOptionsT.
+  pub fn as_zeros_like_options_mut(&mut self) -> Option<&mut ZerosLikeOptionsT> {
+    if let Self::ZerosLikeOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned FillOptionsT, setting the union to NONE.
+  pub fn take_fill_options(&mut self) -> Option<alloc::boxed::Box<FillOptionsT>> {
+    if let Self::FillOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::FillOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the FillOptionsT.
+  pub fn as_fill_options(&self) -> Option<&FillOptionsT> {
+    if let Self::FillOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the FillOptionsT.
+  pub fn as_fill_options_mut(&mut self) -> Option<&mut FillOptionsT> {
+    if let Self::FillOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned BidirectionalSequenceLSTMOptionsT, setting the union to NONE.
+  pub fn take_bidirectional_sequence_lstmoptions(&mut self) -> Option<alloc::boxed::Box<BidirectionalSequenceLSTMOptionsT>> {
+    if let Self::BidirectionalSequenceLSTMOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::BidirectionalSequenceLSTMOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the BidirectionalSequenceLSTMOptionsT.
+  pub fn as_bidirectional_sequence_lstmoptions(&self) -> Option<&BidirectionalSequenceLSTMOptionsT> {
+    if let Self::BidirectionalSequenceLSTMOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the BidirectionalSequenceLSTMOptionsT.
+  pub fn as_bidirectional_sequence_lstmoptions_mut(&mut self) -> Option<&mut BidirectionalSequenceLSTMOptionsT> {
+    if let Self::BidirectionalSequenceLSTMOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned BidirectionalSequenceRNNOptionsT, setting the union to NONE.
+  pub fn take_bidirectional_sequence_rnnoptions(&mut self) -> Option<alloc::boxed::Box<BidirectionalSequenceRNNOptionsT>> {
+    if let Self::BidirectionalSequenceRNNOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::BidirectionalSequenceRNNOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the BidirectionalSequenceRNNOptionsT.
+  pub fn as_bidirectional_sequence_rnnoptions(&self) -> Option<&BidirectionalSequenceRNNOptionsT> {
+    if let Self::BidirectionalSequenceRNNOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the BidirectionalSequenceRNNOptionsT.
+  pub fn as_bidirectional_sequence_rnnoptions_mut(&mut self) -> Option<&mut BidirectionalSequenceRNNOptionsT> {
+    if let Self::BidirectionalSequenceRNNOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned UnidirectionalSequenceLSTMOptionsT, setting the union to NONE.
+  pub fn take_unidirectional_sequence_lstmoptions(&mut self) -> Option<alloc::boxed::Box<UnidirectionalSequenceLSTMOptionsT>> {
+    if let Self::UnidirectionalSequenceLSTMOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::UnidirectionalSequenceLSTMOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the UnidirectionalSequenceLSTMOptionsT.
+  pub fn as_unidirectional_sequence_lstmoptions(&self) -> Option<&UnidirectionalSequenceLSTMOptionsT> {
+    if let Self::UnidirectionalSequenceLSTMOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the UnidirectionalSequenceLSTMOptionsT.
+  pub fn as_unidirectional_sequence_lstmoptions_mut(&mut self) -> Option<&mut UnidirectionalSequenceLSTMOptionsT> {
+    if let Self::UnidirectionalSequenceLSTMOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned FloorModOptionsT, setting the union to NONE.
+  pub fn take_floor_mod_options(&mut self) -> Option<alloc::boxed::Box<FloorModOptionsT>> {
+    if let Self::FloorModOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::FloorModOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the FloorModOptionsT.
+  pub fn as_floor_mod_options(&self) -> Option<&FloorModOptionsT> {
+    if let Self::FloorModOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the FloorModOptionsT.
+  pub fn as_floor_mod_options_mut(&mut self) -> Option<&mut FloorModOptionsT> {
+    if let Self::FloorModOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned RangeOptionsT, setting the union to NONE.
+  pub fn take_range_options(&mut self) -> Option<alloc::boxed::Box<RangeOptionsT>> {
+    if let Self::RangeOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::RangeOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the RangeOptionsT.
+  pub fn as_range_options(&self) -> Option<&RangeOptionsT> {
+    if let Self::RangeOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the RangeOptionsT.
+  pub fn as_range_options_mut(&mut self) -> Option<&mut RangeOptionsT> {
+    if let Self::RangeOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ResizeNearestNeighborOptionsT, setting the union to NONE.
+  pub fn take_resize_nearest_neighbor_options(&mut self) -> Option<alloc::boxed::Box<ResizeNearestNeighborOptionsT>> {
+    if let Self::ResizeNearestNeighborOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ResizeNearestNeighborOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ResizeNearestNeighborOptionsT.
+  pub fn as_resize_nearest_neighbor_options(&self) -> Option<&ResizeNearestNeighborOptionsT> {
+    if let Self::ResizeNearestNeighborOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ResizeNearestNeighborOptionsT.
+  pub fn as_resize_nearest_neighbor_options_mut(&mut self) -> Option<&mut ResizeNearestNeighborOptionsT> {
+    if let Self::ResizeNearestNeighborOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned LeakyReluOptionsT, setting the union to NONE.
+  pub fn take_leaky_relu_options(&mut self) -> Option<alloc::boxed::Box<LeakyReluOptionsT>> {
+    if let Self::LeakyReluOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::LeakyReluOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the LeakyReluOptionsT.
+  pub fn as_leaky_relu_options(&self) -> Option<&LeakyReluOptionsT> {
+    if let Self::LeakyReluOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the LeakyReluOptionsT.
+  pub fn as_leaky_relu_options_mut(&mut self) -> Option<&mut LeakyReluOptionsT> {
+    if let Self::LeakyReluOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SquaredDifferenceOptionsT, setting the union to NONE.
+  pub fn take_squared_difference_options(&mut self) -> Option<alloc::boxed::Box<SquaredDifferenceOptionsT>> {
+    if let Self::SquaredDifferenceOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SquaredDifferenceOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SquaredDifferenceOptionsT.
+  pub fn as_squared_difference_options(&self) -> Option<&SquaredDifferenceOptionsT> {
+    if let Self::SquaredDifferenceOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SquaredDifferenceOptionsT.
+  pub fn as_squared_difference_options_mut(&mut self) -> Option<&mut SquaredDifferenceOptionsT> {
+    if let Self::SquaredDifferenceOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned MirrorPadOptionsT, setting the union to NONE.
+  pub fn take_mirror_pad_options(&mut self) -> Option<alloc::boxed::Box<MirrorPadOptionsT>> {
+    if let Self::MirrorPadOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::MirrorPadOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the MirrorPadOptionsT.
+  pub fn as_mirror_pad_options(&self) -> Option<&MirrorPadOptionsT> {
+    if let Self::MirrorPadOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the MirrorPadOptionsT.
+  pub fn as_mirror_pad_options_mut(&mut self) -> Option<&mut MirrorPadOptionsT> {
+    if let Self::MirrorPadOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned AbsOptionsT, setting the union to NONE.
+  pub fn take_abs_options(&mut self) -> Option<alloc::boxed::Box<AbsOptionsT>> {
+    if let Self::AbsOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::AbsOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the AbsOptionsT.
+  pub fn as_abs_options(&self) -> Option<&AbsOptionsT> {
+    if let Self::AbsOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the AbsOptionsT.
+  pub fn as_abs_options_mut(&mut self) -> Option<&mut AbsOptionsT> {
+    if let Self::AbsOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SplitVOptionsT, setting the union to NONE.
+  pub fn take_split_voptions(&mut self) -> Option<alloc::boxed::Box<SplitVOptionsT>> {
+    if let Self::SplitVOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SplitVOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SplitVOptionsT.
+  pub fn as_split_voptions(&self) -> Option<&SplitVOptionsT> {
+    if let Self::SplitVOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SplitVOptionsT.
+  pub fn as_split_voptions_mut(&mut self) -> Option<&mut SplitVOptionsT> {
+    if let Self::SplitVOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned UniqueOptionsT, setting the union to NONE.
+  pub fn take_unique_options(&mut self) -> Option<alloc::boxed::Box<UniqueOptionsT>> {
+    if let Self::UniqueOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::UniqueOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the UniqueOptionsT.
+  pub fn as_unique_options(&self) -> Option<&UniqueOptionsT> {
+    if let Self::UniqueOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the UniqueOptionsT.
+  pub fn as_unique_options_mut(&mut self) -> Option<&mut UniqueOptionsT> {
+    if let Self::UniqueOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ReverseV2OptionsT, setting the union to NONE.
+  pub fn take_reverse_v2_options(&mut self) -> Option<alloc::boxed::Box<ReverseV2OptionsT>> {
+    if let Self::ReverseV2Options(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ReverseV2Options(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ReverseV2OptionsT.
+  pub fn as_reverse_v2_options(&self) -> Option<&ReverseV2OptionsT> {
+    if let Self::ReverseV2Options(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ReverseV2OptionsT.
+  pub fn as_reverse_v2_options_mut(&mut self) -> Option<&mut ReverseV2OptionsT> {
+    if let Self::ReverseV2Options(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned AddNOptionsT, setting the union to NONE.
+  pub fn take_add_noptions(&mut self) -> Option<alloc::boxed::Box<AddNOptionsT>> {
+    if let Self::AddNOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::AddNOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the AddNOptionsT.
+  pub fn as_add_noptions(&self) -> Option<&AddNOptionsT> {
+    if let Self::AddNOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the AddNOptionsT.
+  pub fn as_add_noptions_mut(&mut self) -> Option<&mut AddNOptionsT> {
+    if let Self::AddNOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned GatherNdOptionsT, setting the union to NONE.
+  pub fn take_gather_nd_options(&mut self) -> Option<alloc::boxed::Box<GatherNdOptionsT>> {
+    if let Self::GatherNdOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::GatherNdOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the GatherNdOptionsT.
+  pub fn as_gather_nd_options(&self) -> Option<&GatherNdOptionsT> {
+    if let Self::GatherNdOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the GatherNdOptionsT.
+  pub fn as_gather_nd_options_mut(&mut self) -> Option<&mut GatherNdOptionsT> {
+    if let Self::GatherNdOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned CosOptionsT, setting the union to NONE.
+  pub fn take_cos_options(&mut self) -> Option<alloc::boxed::Box<CosOptionsT>> {
+    if let Self::CosOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::CosOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the CosOptionsT.
+  pub fn as_cos_options(&self) -> Option<&CosOptionsT> {
+    if let Self::CosOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the CosOptionsT.
+  pub fn as_cos_options_mut(&mut self) -> Option<&mut CosOptionsT> {
+    if let Self::CosOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned WhereOptionsT, setting the union to NONE.
+  pub fn take_where_options(&mut self) -> Option<alloc::boxed::Box<WhereOptionsT>> {
+    if let Self::WhereOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::WhereOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the WhereOptionsT.
+  pub fn as_where_options(&self) -> Option<&WhereOptionsT> {
+    if let Self::WhereOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the WhereOptionsT.
+  pub fn as_where_options_mut(&mut self) -> Option<&mut WhereOptionsT> {
+    if let Self::WhereOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned RankOptionsT, setting the union to NONE.
+  pub fn take_rank_options(&mut self) -> Option<alloc::boxed::Box<RankOptionsT>> {
+    if let Self::RankOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::RankOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the RankOptionsT.
+  pub fn as_rank_options(&self) -> Option<&RankOptionsT> {
+    if let Self::RankOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the RankOptionsT.
+  pub fn as_rank_options_mut(&mut self) -> Option<&mut RankOptionsT> {
+    if let Self::RankOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ReverseSequenceOptionsT, setting the union to NONE.
+  pub fn take_reverse_sequence_options(&mut self) -> Option<alloc::boxed::Box<ReverseSequenceOptionsT>> {
+    if let Self::ReverseSequenceOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ReverseSequenceOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ReverseSequenceOptionsT.
+  pub fn as_reverse_sequence_options(&self) -> Option<&ReverseSequenceOptionsT> {
+    if let Self::ReverseSequenceOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ReverseSequenceOptionsT.
+  pub fn as_reverse_sequence_options_mut(&mut self) -> Option<&mut ReverseSequenceOptionsT> {
+    if let Self::ReverseSequenceOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned MatrixDiagOptionsT, setting the union to NONE.
+  pub fn take_matrix_diag_options(&mut self) -> Option<alloc::boxed::Box<MatrixDiagOptionsT>> {
+    if let Self::MatrixDiagOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::MatrixDiagOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the MatrixDiagOptionsT.
+  pub fn as_matrix_diag_options(&self) -> Option<&MatrixDiagOptionsT> {
+    if let Self::MatrixDiagOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the MatrixDiagOptionsT.
+  pub fn as_matrix_diag_options_mut(&mut self) -> Option<&mut MatrixDiagOptionsT> {
+    if let Self::MatrixDiagOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned QuantizeOptionsT, setting the union to NONE.
+  pub fn take_quantize_options(&mut self) -> Option<alloc::boxed::Box<QuantizeOptionsT>> {
+    if let Self::QuantizeOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::QuantizeOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the QuantizeOptionsT.
+  pub fn as_quantize_options(&self) -> Option<&QuantizeOptionsT> {
+    if let Self::QuantizeOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the QuantizeOptionsT.
+  pub fn as_quantize_options_mut(&mut self) -> Option<&mut QuantizeOptionsT> {
+    if let Self::QuantizeOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned MatrixSetDiagOptionsT, setting the union to NONE.
+  pub fn take_matrix_set_diag_options(&mut self) -> Option<alloc::boxed::Box<MatrixSetDiagOptionsT>> {
+    if let Self::MatrixSetDiagOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::MatrixSetDiagOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the MatrixSetDiagOptionsT.
+  pub fn as_matrix_set_diag_options(&self) -> Option<&MatrixSetDiagOptionsT> {
+    if let Self::MatrixSetDiagOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the MatrixSetDiagOptionsT.
+  pub fn as_matrix_set_diag_options_mut(&mut self) -> Option<&mut MatrixSetDiagOptionsT> {
+    if let Self::MatrixSetDiagOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned HardSwishOptionsT, setting the union to NONE.
+  pub fn take_hard_swish_options(&mut self) -> Option<alloc::boxed::Box<HardSwishOptionsT>> {
+    if let Self::HardSwishOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::HardSwishOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the HardSwishOptionsT.
+  pub fn as_hard_swish_options(&self) -> Option<&HardSwishOptionsT> {
+    if let Self::HardSwishOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the HardSwishOptionsT.
+  pub fn as_hard_swish_options_mut(&mut self) -> Option<&mut HardSwishOptionsT> {
+    if let Self::HardSwishOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned IfOptionsT, setting the union to NONE.
+  pub fn take_if_options(&mut self) -> Option<alloc::boxed::Box<IfOptionsT>> {
+    if let Self::IfOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::IfOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the IfOptionsT.
+  pub fn as_if_options(&self) -> Option<&IfOptionsT> {
+    if let Self::IfOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the IfOptionsT.
+  pub fn as_if_options_mut(&mut self) -> Option<&mut IfOptionsT> {
+    if let Self::IfOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned WhileOptionsT, setting the union to NONE.
+  pub fn take_while_options(&mut self) -> Option<alloc::boxed::Box<WhileOptionsT>> {
+    if let Self::WhileOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::WhileOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the WhileOptionsT.
+  pub fn as_while_options(&self) -> Option<&WhileOptionsT> {
+    if let Self::WhileOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the WhileOptionsT.
+  pub fn as_while_options_mut(&mut self) -> Option<&mut WhileOptionsT> {
+    if let Self::WhileOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned DepthToSpaceOptionsT, setting the union to NONE.
+  pub fn take_depth_to_space_options(&mut self) -> Option<alloc::boxed::Box<DepthToSpaceOptionsT>> {
+    if let Self::DepthToSpaceOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::DepthToSpaceOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the DepthToSpaceOptionsT.
+  pub fn as_depth_to_space_options(&self) -> Option<&DepthToSpaceOptionsT> {
+    if let Self::DepthToSpaceOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the DepthToSpaceOptionsT.
+  pub fn as_depth_to_space_options_mut(&mut self) -> Option<&mut DepthToSpaceOptionsT> {
+    if let Self::DepthToSpaceOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned NonMaxSuppressionV4OptionsT, setting the union to NONE.
+  pub fn take_non_max_suppression_v4_options(&mut self) -> Option<alloc::boxed::Box<NonMaxSuppressionV4OptionsT>> {
+    if let Self::NonMaxSuppressionV4Options(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::NonMaxSuppressionV4Options(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the NonMaxSuppressionV4OptionsT.
+  pub fn as_non_max_suppression_v4_options(&self) -> Option<&NonMaxSuppressionV4OptionsT> {
+    if let Self::NonMaxSuppressionV4Options(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the NonMaxSuppressionV4OptionsT.
+  pub fn as_non_max_suppression_v4_options_mut(&mut self) -> Option<&mut NonMaxSuppressionV4OptionsT> {
+    if let Self::NonMaxSuppressionV4Options(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned NonMaxSuppressionV5OptionsT, setting the union to NONE.
+  pub fn take_non_max_suppression_v5_options(&mut self) -> Option<alloc::boxed::Box<NonMaxSuppressionV5OptionsT>> {
+    if let Self::NonMaxSuppressionV5Options(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::NonMaxSuppressionV5Options(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the NonMaxSuppressionV5OptionsT.
+  pub fn as_non_max_suppression_v5_options(&self) -> Option<&NonMaxSuppressionV5OptionsT> {
+    if let Self::NonMaxSuppressionV5Options(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the NonMaxSuppressionV5OptionsT.
+  pub fn as_non_max_suppression_v5_options_mut(&mut self) -> Option<&mut NonMaxSuppressionV5OptionsT> {
+    if let Self::NonMaxSuppressionV5Options(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ScatterNdOptionsT, setting the union to NONE.
+  pub fn take_scatter_nd_options(&mut self) -> Option<alloc::boxed::Box<ScatterNdOptionsT>> {
+    if let Self::ScatterNdOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ScatterNdOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ScatterNdOptionsT.
+  pub fn as_scatter_nd_options(&self) -> Option<&ScatterNdOptionsT> {
+    if let Self::ScatterNdOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ScatterNdOptionsT.
+  pub fn as_scatter_nd_options_mut(&mut self) -> Option<&mut ScatterNdOptionsT> {
+    if let Self::ScatterNdOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SelectV2OptionsT, setting the union to NONE.
+  pub fn take_select_v2_options(&mut self) -> Option<alloc::boxed::Box<SelectV2OptionsT>> {
+    if let Self::SelectV2Options(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SelectV2Options(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SelectV2OptionsT.
+  pub fn as_select_v2_options(&self) -> Option<&SelectV2OptionsT> {
+    if let Self::SelectV2Options(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SelectV2OptionsT.
+  pub fn as_select_v2_options_mut(&mut self) -> Option<&mut SelectV2OptionsT> {
+    if let Self::SelectV2Options(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned DensifyOptionsT, setting the union to NONE.
+  pub fn take_densify_options(&mut self) -> Option<alloc::boxed::Box<DensifyOptionsT>> {
+    if let Self::DensifyOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::DensifyOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the DensifyOptionsT.
+  pub fn as_densify_options(&self) -> Option<&DensifyOptionsT> {
+    if let Self::DensifyOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the DensifyOptionsT.
+  pub fn as_densify_options_mut(&mut self) -> Option<&mut DensifyOptionsT> {
+    if let Self::DensifyOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SegmentSumOptionsT, setting the union to NONE.
+  pub fn take_segment_sum_options(&mut self) -> Option<alloc::boxed::Box<SegmentSumOptionsT>> {
+    if let Self::SegmentSumOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SegmentSumOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SegmentSumOptionsT.
+  pub fn as_segment_sum_options(&self) -> Option<&SegmentSumOptionsT> {
+    if let Self::SegmentSumOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SegmentSumOptionsT.
+  pub fn as_segment_sum_options_mut(&mut self) -> Option<&mut SegmentSumOptionsT> {
+    if let Self::SegmentSumOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned BatchMatMulOptionsT, setting the union to NONE.
+  pub fn take_batch_mat_mul_options(&mut self) -> Option<alloc::boxed::Box<BatchMatMulOptionsT>> {
+    if let Self::BatchMatMulOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::BatchMatMulOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the BatchMatMulOptionsT.
+  pub fn as_batch_mat_mul_options(&self) -> Option<&BatchMatMulOptionsT> {
+    if let Self::BatchMatMulOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the BatchMatMulOptionsT.
+  pub fn as_batch_mat_mul_options_mut(&mut self) -> Option<&mut BatchMatMulOptionsT> {
+    if let Self::BatchMatMulOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned CumsumOptionsT, setting the union to NONE.
+  pub fn take_cumsum_options(&mut self) -> Option<alloc::boxed::Box<CumsumOptionsT>> {
+    if let Self::CumsumOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::CumsumOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the CumsumOptionsT.
+  pub fn as_cumsum_options(&self) -> Option<&CumsumOptionsT> {
+    if let Self::CumsumOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the CumsumOptionsT.
+  pub fn as_cumsum_options_mut(&mut self) -> Option<&mut CumsumOptionsT> {
+    if let Self::CumsumOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned CallOnceOptionsT, setting the union to NONE.
+  pub fn take_call_once_options(&mut self) -> Option<alloc::boxed::Box<CallOnceOptionsT>> {
+    if let Self::CallOnceOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::CallOnceOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the CallOnceOptionsT.
+  pub fn as_call_once_options(&self) -> Option<&CallOnceOptionsT> {
+    if let Self::CallOnceOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the CallOnceOptionsT.
+  pub fn as_call_once_options_mut(&mut self) -> Option<&mut CallOnceOptionsT> {
+    if let Self::CallOnceOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned BroadcastToOptionsT, setting the union to NONE.
+  pub fn take_broadcast_to_options(&mut self) -> Option<alloc::boxed::Box<BroadcastToOptionsT>> {
+    if let Self::BroadcastToOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::BroadcastToOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the BroadcastToOptionsT.
+  pub fn as_broadcast_to_options(&self) -> Option<&BroadcastToOptionsT> {
+    if let Self::BroadcastToOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the BroadcastToOptionsT.
+  pub fn as_broadcast_to_options_mut(&mut self) -> Option<&mut BroadcastToOptionsT> {
+    if let Self::BroadcastToOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned Rfft2dOptionsT, setting the union to NONE.
+  pub fn take_rfft_2d_options(&mut self) -> Option<alloc::boxed::Box<Rfft2dOptionsT>> {
+    if let Self::Rfft2dOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::Rfft2dOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the Rfft2dOptionsT.
+  pub fn as_rfft_2d_options(&self) -> Option<&Rfft2dOptionsT> {
+    if let Self::Rfft2dOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the Rfft2dOptionsT.
+  pub fn as_rfft_2d_options_mut(&mut self) -> Option<&mut Rfft2dOptionsT> {
+    if let Self::Rfft2dOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned Conv3DOptionsT, setting the union to NONE.
+  pub fn take_conv_3_doptions(&mut self) -> Option<alloc::boxed::Box<Conv3DOptionsT>> {
+    if let Self::Conv3DOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::Conv3DOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the Conv3DOptionsT.
+  pub fn as_conv_3_doptions(&self) -> Option<&Conv3DOptionsT> {
+    if let Self::Conv3DOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the Conv3DOptionsT.
+  pub fn as_conv_3_doptions_mut(&mut self) -> Option<&mut Conv3DOptionsT> {
+    if let Self::Conv3DOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned HashtableOptionsT, setting the union to NONE.
+  pub fn take_hashtable_options(&mut self) -> Option<alloc::boxed::Box<HashtableOptionsT>> {
+    if let Self::HashtableOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::HashtableOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the HashtableOptionsT.
+  pub fn as_hashtable_options(&self) -> Option<&HashtableOptionsT> {
+    if let Self::HashtableOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the HashtableOptionsT.
+  pub fn as_hashtable_options_mut(&mut self) -> Option<&mut HashtableOptionsT> {
+    if let Self::HashtableOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned HashtableFindOptionsT, setting the union to NONE.
+  pub fn take_hashtable_find_options(&mut self) -> Option<alloc::boxed::Box<HashtableFindOptionsT>> {
+    if let Self::HashtableFindOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::HashtableFindOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the HashtableFindOptionsT.
+  pub fn as_hashtable_find_options(&self) -> Option<&HashtableFindOptionsT> {
+    if let Self::HashtableFindOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the HashtableFindOptionsT.
+  pub fn as_hashtable_find_options_mut(&mut self) -> Option<&mut HashtableFindOptionsT> {
+    if let Self::HashtableFindOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned HashtableImportOptionsT, setting the union to NONE.
+  pub fn take_hashtable_import_options(&mut self) -> Option<alloc::boxed::Box<HashtableImportOptionsT>> {
+    if let Self::HashtableImportOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::HashtableImportOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the HashtableImportOptionsT.
+  pub fn as_hashtable_import_options(&self) -> Option<&HashtableImportOptionsT> {
+    if let Self::HashtableImportOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the HashtableImportOptionsT.
+  pub fn as_hashtable_import_options_mut(&mut self) -> Option<&mut HashtableImportOptionsT> {
+    if let Self::HashtableImportOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned HashtableSizeOptionsT, setting the union to NONE.
+  pub fn take_hashtable_size_options(&mut self) -> Option<alloc::boxed::Box<HashtableSizeOptionsT>> {
+    if let Self::HashtableSizeOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::HashtableSizeOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the HashtableSizeOptionsT.
+  pub fn as_hashtable_size_options(&self) -> Option<&HashtableSizeOptionsT> {
+    if let Self::HashtableSizeOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the HashtableSizeOptionsT.
+  pub fn as_hashtable_size_options_mut(&mut self) -> Option<&mut HashtableSizeOptionsT> {
+    if let Self::HashtableSizeOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned VarHandleOptionsT, setting the union to NONE.
+  pub fn take_var_handle_options(&mut self) -> Option<alloc::boxed::Box<VarHandleOptionsT>> {
+    if let Self::VarHandleOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::VarHandleOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the VarHandleOptionsT.
+  pub fn as_var_handle_options(&self) -> Option<&VarHandleOptionsT> {
+    if let Self::VarHandleOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the VarHandleOptionsT.
+  pub fn as_var_handle_options_mut(&mut self) -> Option<&mut VarHandleOptionsT> {
+    if let Self::VarHandleOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ReadVariableOptionsT, setting the union to NONE.
+  pub fn take_read_variable_options(&mut self) -> Option<alloc::boxed::Box<ReadVariableOptionsT>> {
+    if let Self::ReadVariableOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ReadVariableOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ReadVariableOptionsT.
+  pub fn as_read_variable_options(&self) -> Option<&ReadVariableOptionsT> {
+    if let Self::ReadVariableOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ReadVariableOptionsT.
+  pub fn as_read_variable_options_mut(&mut self) -> Option<&mut ReadVariableOptionsT> {
+    if let Self::ReadVariableOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned AssignVariableOptionsT, setting the union to NONE.
+  pub fn take_assign_variable_options(&mut self) -> Option<alloc::boxed::Box<AssignVariableOptionsT>> {
+    if let Self::AssignVariableOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::AssignVariableOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the AssignVariableOptionsT.
+  pub fn as_assign_variable_options(&self) -> Option<&AssignVariableOptionsT> {
+    if let Self::AssignVariableOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the AssignVariableOptionsT.
+  pub fn as_assign_variable_options_mut(&mut self) -> Option<&mut AssignVariableOptionsT> {
+    if let Self::AssignVariableOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned RandomOptionsT, setting the union to NONE.
+  pub fn take_random_options(&mut self) -> Option<alloc::boxed::Box<RandomOptionsT>> {
+    if let Self::RandomOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::RandomOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the RandomOptionsT.
+  pub fn as_random_options(&self) -> Option<&RandomOptionsT> {
+    if let Self::RandomOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the RandomOptionsT.
+  pub fn as_random_options_mut(&mut self) -> Option<&mut RandomOptionsT> {
+    if let Self::RandomOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned BucketizeOptionsT, setting the union to NONE.
+  pub fn take_bucketize_options(&mut self) -> Option<alloc::boxed::Box<BucketizeOptionsT>> {
+    if let Self::BucketizeOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::BucketizeOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the BucketizeOptionsT.
+  pub fn as_bucketize_options(&self) -> Option<&BucketizeOptionsT> {
+    if let Self::BucketizeOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the BucketizeOptionsT.
+  pub fn as_bucketize_options_mut(&mut self) -> Option<&mut BucketizeOptionsT> {
+    if let Self::BucketizeOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned GeluOptionsT, setting the union to NONE.
+  pub fn take_gelu_options(&mut self) -> Option<alloc::boxed::Box<GeluOptionsT>> {
+    if let Self::GeluOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::GeluOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the GeluOptionsT.
+  pub fn as_gelu_options(&self) -> Option<&GeluOptionsT> {
+    if let Self::GeluOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the GeluOptionsT.
+  pub fn as_gelu_options_mut(&mut self) -> Option<&mut GeluOptionsT> {
+    if let Self::GeluOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned DynamicUpdateSliceOptionsT, setting the union to NONE.
+  pub fn take_dynamic_update_slice_options(&mut self) -> Option<alloc::boxed::Box<DynamicUpdateSliceOptionsT>> {
+    if let Self::DynamicUpdateSliceOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::DynamicUpdateSliceOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the DynamicUpdateSliceOptionsT.
+  pub fn as_dynamic_update_slice_options(&self) -> Option<&DynamicUpdateSliceOptionsT> {
+    if let Self::DynamicUpdateSliceOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the DynamicUpdateSliceOptionsT.
+  pub fn as_dynamic_update_slice_options_mut(&mut self) -> Option<&mut DynamicUpdateSliceOptionsT> {
+    if let Self::DynamicUpdateSliceOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned UnsortedSegmentProdOptionsT, setting the union to NONE.
+  pub fn take_unsorted_segment_prod_options(&mut self) -> Option<alloc::boxed::Box<UnsortedSegmentProdOptionsT>> {
+    if let Self::UnsortedSegmentProdOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::UnsortedSegmentProdOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the UnsortedSegmentProdOptionsT.
+  pub fn as_unsorted_segment_prod_options(&self) -> Option<&UnsortedSegmentProdOptionsT> {
+    if let Self::UnsortedSegmentProdOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the UnsortedSegmentProdOptionsT.
+  pub fn as_unsorted_segment_prod_options_mut(&mut self) -> Option<&mut UnsortedSegmentProdOptionsT> {
+    if let Self::UnsortedSegmentProdOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned UnsortedSegmentMaxOptionsT, setting the union to NONE.
+  pub fn take_unsorted_segment_max_options(&mut self) -> Option<alloc::boxed::Box<UnsortedSegmentMaxOptionsT>> {
+    if let Self::UnsortedSegmentMaxOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::UnsortedSegmentMaxOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the UnsortedSegmentMaxOptionsT.
+  pub fn as_unsorted_segment_max_options(&self) -> Option<&UnsortedSegmentMaxOptionsT> {
+    if let Self::UnsortedSegmentMaxOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the UnsortedSegmentMaxOptionsT.
+  pub fn as_unsorted_segment_max_options_mut(&mut self) -> Option<&mut UnsortedSegmentMaxOptionsT> {
+    if let Self::UnsortedSegmentMaxOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned UnsortedSegmentMinOptionsT, setting the union to NONE.
+  pub fn take_unsorted_segment_min_options(&mut self) -> Option<alloc::boxed::Box<UnsortedSegmentMinOptionsT>> {
+    if let Self::UnsortedSegmentMinOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::UnsortedSegmentMinOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the UnsortedSegmentMinOptionsT.
+  pub fn as_unsorted_segment_min_options(&self) -> Option<&UnsortedSegmentMinOptionsT> {
+    if let Self::UnsortedSegmentMinOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the UnsortedSegmentMinOptionsT.
+  pub fn as_unsorted_segment_min_options_mut(&mut self) -> Option<&mut UnsortedSegmentMinOptionsT> {
+    if let Self::UnsortedSegmentMinOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned UnsortedSegmentSumOptionsT, setting the union to NONE.
+  pub fn take_unsorted_segment_sum_options(&mut self) -> Option<alloc::boxed::Box<UnsortedSegmentSumOptionsT>> {
+    if let Self::UnsortedSegmentSumOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::UnsortedSegmentSumOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the UnsortedSegmentSumOptionsT.
+  pub fn as_unsorted_segment_sum_options(&self) -> Option<&UnsortedSegmentSumOptionsT> {
+    if let Self::UnsortedSegmentSumOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the UnsortedSegmentSumOptionsT.
+  pub fn as_unsorted_segment_sum_options_mut(&mut self) -> Option<&mut UnsortedSegmentSumOptionsT> {
+    if let Self::UnsortedSegmentSumOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned ATan2OptionsT, setting the union to NONE.
+  pub fn take_atan_2_options(&mut self) -> Option<alloc::boxed::Box<ATan2OptionsT>> {
+    if let Self::ATan2Options(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::ATan2Options(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the ATan2OptionsT.
+  pub fn as_atan_2_options(&self) -> Option<&ATan2OptionsT> {
+    if let Self::ATan2Options(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the ATan2OptionsT.
+  pub fn as_atan_2_options_mut(&mut self) -> Option<&mut ATan2OptionsT> {
+    if let Self::ATan2Options(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned SignOptionsT, setting the union to NONE.
+  pub fn take_sign_options(&mut self) -> Option<alloc::boxed::Box<SignOptionsT>> {
+    if let Self::SignOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::SignOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the SignOptionsT.
+  pub fn as_sign_options(&self) -> Option<&SignOptionsT> {
+    if let Self::SignOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the SignOptionsT.
+  pub fn as_sign_options_mut(&mut self) -> Option<&mut SignOptionsT> {
+    if let Self::SignOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned BitcastOptionsT, setting the union to NONE.
+  pub fn take_bitcast_options(&mut self) -> Option<alloc::boxed::Box<BitcastOptionsT>> {
+    if let Self::BitcastOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::BitcastOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the BitcastOptionsT.
+  pub fn as_bitcast_options(&self) -> Option<&BitcastOptionsT> {
+    if let Self::BitcastOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the BitcastOptionsT.
+  pub fn as_bitcast_options_mut(&mut self) -> Option<&mut BitcastOptionsT> {
+    if let Self::BitcastOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned BitwiseXorOptionsT, setting the union to NONE.
+  pub fn take_bitwise_xor_options(&mut self) -> Option<alloc::boxed::Box<BitwiseXorOptionsT>> {
+    if let Self::BitwiseXorOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::BitwiseXorOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the BitwiseXorOptionsT.
+  pub fn as_bitwise_xor_options(&self) -> Option<&BitwiseXorOptionsT> {
+    if let Self::BitwiseXorOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the BitwiseXorOptionsT.
+  pub fn as_bitwise_xor_options_mut(&mut self) -> Option<&mut BitwiseXorOptionsT> {
+    if let Self::BitwiseXorOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+  /// If the union variant matches, return the owned RightShiftOptionsT, setting the union to NONE.
+  pub fn take_right_shift_options(&mut self) -> Option<alloc::boxed::Box<RightShiftOptionsT>> {
+    if let Self::RightShiftOptions(_) = self {
+      let v = ::core::mem::replace(self, Self::NONE);
+      if let Self::RightShiftOptions(w) = v {
+        Some(w)
+      } else {
+        unreachable!()
+      }
+    } else {
+      None
+    }
+  }
+  /// If the union variant matches, return a reference to the RightShiftOptionsT.
+  pub fn as_right_shift_options(&self) -> Option<&RightShiftOptionsT> {
+    if let Self::RightShiftOptions(v) = self { Some(v.as_ref()) } else { None }
+  }
+  /// If the union variant matches, return a mutable reference to the RightShiftOptionsT.
+  pub fn as_right_shift_options_mut(&mut self) -> Option<&mut RightShiftOptionsT> {
+    if let Self::RightShiftOptions(v) = self { Some(v.as_mut()) } else { None }
+  }
+}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_PADDING: i8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
@@ -2673,6 +5910,14 @@ impl<'a> CustomQuantization<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> CustomQuantizationT {
+    let custom = self.custom().map(|x| {
+      x.into_iter().collect()
+    });
+    CustomQuantizationT {
+      custom,
+    }
+  }
 
   #[inline]
   pub fn custom(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
@@ -2737,6 +5982,31 @@ impl ::core::fmt::Debug for CustomQuantization<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomQuantizationT {
+  pub custom: Option<alloc::vec::Vec<u8>>,
+}
+impl Default for CustomQuantizationT {
+  fn default() -> Self {
+    Self {
+      custom: None,
+    }
+  }
+}
+impl CustomQuantizationT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<CustomQuantization<'b>> {
+    let custom = self.custom.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    CustomQuantization::create(_fbb, &CustomQuantizationArgs{
+      custom,
+    })
+  }
+}
 pub enum BlockwiseQuantizationOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -2773,6 +6043,16 @@ impl<'a> BlockwiseQuantization<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> BlockwiseQuantizationT {
+    let scales = self.scales();
+    let zero_points = self.zero_points();
+    let block_size = self.block_size();
+    BlockwiseQuantizationT {
+      scales,
+      zero_points,
+      block_size,
+    }
+  }
 
   #[inline]
   pub fn scales(&self) -> i32 {
@@ -2867,6 +6147,37 @@ impl ::core::fmt::Debug for BlockwiseQuantization<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockwiseQuantizationT {
+  pub scales: i32,
+  pub zero_points: i32,
+  pub block_size: i32,
+}
+impl Default for BlockwiseQuantizationT {
+  fn default() -> Self {
+    Self {
+      scales: 0,
+      zero_points: 0,
+      block_size: 0,
+    }
+  }
+}
+impl BlockwiseQuantizationT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<BlockwiseQuantization<'b>> {
+    let scales = self.scales;
+    let zero_points = self.zero_points;
+    let block_size = self.block_size;
+    BlockwiseQuantization::create(_fbb, &BlockwiseQuantizationArgs{
+      scales,
+      zero_points,
+      block_size,
+    })
+  }
+}
 pub enum MultiAxisQuantizationOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -2905,6 +6216,20 @@ impl<'a> MultiAxisQuantization<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> MultiAxisQuantizationT {
+    let scales = self.scales();
+    let zero_points = self.zero_points();
+    let block_size = self.block_size();
+    let quantized_dimensions = self.quantized_dimensions().map(|x| {
+      x.into_iter().collect()
+    });
+    MultiAxisQuantizationT {
+      scales,
+      zero_points,
+      block_size,
+      quantized_dimensions,
+    }
+  }
 
   #[inline]
   pub fn scales(&self) -> i32 {
@@ -3014,6 +6339,43 @@ impl ::core::fmt::Debug for MultiAxisQuantization<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultiAxisQuantizationT {
+  pub scales: i32,
+  pub zero_points: i32,
+  pub block_size: i32,
+  pub quantized_dimensions: Option<alloc::vec::Vec<i32>>,
+}
+impl Default for MultiAxisQuantizationT {
+  fn default() -> Self {
+    Self {
+      scales: 0,
+      zero_points: 0,
+      block_size: 0,
+      quantized_dimensions: None,
+    }
+  }
+}
+impl MultiAxisQuantizationT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<MultiAxisQuantization<'b>> {
+    let scales = self.scales;
+    let zero_points = self.zero_points;
+    let block_size = self.block_size;
+    let quantized_dimensions = self.quantized_dimensions.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    MultiAxisQuantization::create(_fbb, &MultiAxisQuantizationArgs{
+      scales,
+      zero_points,
+      block_size,
+      quantized_dimensions,
+    })
+  }
+}
 pub enum QuantizationParametersOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3058,6 +6420,48 @@ impl<'a> QuantizationParameters<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> QuantizationParametersT {
+    let min = self.min().map(|x| {
+      x.into_iter().collect()
+    });
+    let max = self.max().map(|x| {
+      x.into_iter().collect()
+    });
+    let scale = self.scale().map(|x| {
+      x.into_iter().collect()
+    });
+    let zero_point = self.zero_point().map(|x| {
+      x.into_iter().collect()
+    });
+    let details = match self.details_type() {
+      QuantizationDetails::NONE => QuantizationDetailsT::NONE,
+      QuantizationDetails::CustomQuantization => QuantizationDetailsT::CustomQuantization(alloc::boxed::Box::new(
+        self.details_as_custom_quantization()
+            .expect("Invalid union table, expected `QuantizationDetails::CustomQuantization`.")
+            .unpack()
+      )),
+      QuantizationDetails::BlockwiseQuantization => QuantizationDetailsT::BlockwiseQuantization(alloc::boxed::Box::new(
+        self.details_as_blockwise_quantization()
+            .expect("Invalid union table, expected `QuantizationDetails::BlockwiseQuantization`.")
+            .unpack()
+      )),
+      QuantizationDetails::MultiAxisQuantization => QuantizationDetailsT::MultiAxisQuantization(alloc::boxed::Box::new(
+        self.details_as_multi_axis_quantization()
+            .expect("Invalid union table, expected `QuantizationDetails::MultiAxisQuantization`.")
+            .unpack()
+      )),
+      _ => QuantizationDetailsT::NONE,
+    };
+    let quantized_dimension = self.quantized_dimension();
+    QuantizationParametersT {
+      min,
+      max,
+      scale,
+      zero_point,
+      details,
+      quantized_dimension,
+    }
+  }
 
   #[inline]
   pub fn min(&self) -> Option<::flatbuffers::Vector<'a, f32>> {
@@ -3289,6 +6693,59 @@ impl ::core::fmt::Debug for QuantizationParameters<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizationParametersT {
+  pub min: Option<alloc::vec::Vec<f32>>,
+  pub max: Option<alloc::vec::Vec<f32>>,
+  pub scale: Option<alloc::vec::Vec<f32>>,
+  pub zero_point: Option<alloc::vec::Vec<i64>>,
+  pub details: QuantizationDetailsT,
+  pub quantized_dimension: i32,
+}
+impl Default for QuantizationParametersT {
+  fn default() -> Self {
+    Self {
+      min: None,
+      max: None,
+      scale: None,
+      zero_point: None,
+      details: QuantizationDetailsT::NONE,
+      quantized_dimension: 0,
+    }
+  }
+}
+impl QuantizationParametersT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<QuantizationParameters<'b>> {
+    let min = self.min.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let max = self.max.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let scale = self.scale.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let zero_point = self.zero_point.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let details_type = self.details.quantization_details_type();
+    let details = self.details.pack(_fbb);
+    let quantized_dimension = self.quantized_dimension;
+    QuantizationParameters::create(_fbb, &QuantizationParametersArgs{
+      min,
+      max,
+      scale,
+      zero_point,
+      details_type,
+      details,
+      quantized_dimension,
+    })
+  }
+}
 pub enum Int32VectorOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3321,6 +6778,14 @@ impl<'a> Int32Vector<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> Int32VectorT {
+    let values = self.values().map(|x| {
+      x.into_iter().collect()
+    });
+    Int32VectorT {
+      values,
+    }
+  }
 
   #[inline]
   pub fn values(&self) -> Option<::flatbuffers::Vector<'a, i32>> {
@@ -3385,6 +6850,31 @@ impl ::core::fmt::Debug for Int32Vector<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Int32VectorT {
+  pub values: Option<alloc::vec::Vec<i32>>,
+}
+impl Default for Int32VectorT {
+  fn default() -> Self {
+    Self {
+      values: None,
+    }
+  }
+}
+impl Int32VectorT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<Int32Vector<'b>> {
+    let values = self.values.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    Int32Vector::create(_fbb, &Int32VectorArgs{
+      values,
+    })
+  }
+}
 pub enum Uint16VectorOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3417,6 +6907,14 @@ impl<'a> Uint16Vector<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> Uint16VectorT {
+    let values = self.values().map(|x| {
+      x.into_iter().collect()
+    });
+    Uint16VectorT {
+      values,
+    }
+  }
 
   #[inline]
   pub fn values(&self) -> Option<::flatbuffers::Vector<'a, u16>> {
@@ -3481,6 +6979,31 @@ impl ::core::fmt::Debug for Uint16Vector<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uint16VectorT {
+  pub values: Option<alloc::vec::Vec<u16>>,
+}
+impl Default for Uint16VectorT {
+  fn default() -> Self {
+    Self {
+      values: None,
+    }
+  }
+}
+impl Uint16VectorT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<Uint16Vector<'b>> {
+    let values = self.values.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    Uint16Vector::create(_fbb, &Uint16VectorArgs{
+      values,
+    })
+  }
+}
 pub enum Uint8VectorOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3513,6 +7036,14 @@ impl<'a> Uint8Vector<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> Uint8VectorT {
+    let values = self.values().map(|x| {
+      x.into_iter().collect()
+    });
+    Uint8VectorT {
+      values,
+    }
+  }
 
   #[inline]
   pub fn values(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
@@ -3577,6 +7108,31 @@ impl ::core::fmt::Debug for Uint8Vector<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uint8VectorT {
+  pub values: Option<alloc::vec::Vec<u8>>,
+}
+impl Default for Uint8VectorT {
+  fn default() -> Self {
+    Self {
+      values: None,
+    }
+  }
+}
+impl Uint8VectorT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<Uint8Vector<'b>> {
+    let values = self.values.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    Uint8Vector::create(_fbb, &Uint8VectorArgs{
+      values,
+    })
+  }
+}
 pub enum DimensionMetadataOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3619,6 +7175,54 @@ impl<'a> DimensionMetadata<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> DimensionMetadataT {
+    let format = self.format();
+    let dense_size = self.dense_size();
+    let array_segments = match self.array_segments_type() {
+      SparseIndexVector::NONE => SparseIndexVectorT::NONE,
+      SparseIndexVector::Int32Vector => SparseIndexVectorT::Int32Vector(alloc::boxed::Box::new(
+        self.array_segments_as_int_32_vector()
+            .expect("Invalid union table, expected `SparseIndexVector::Int32Vector`.")
+            .unpack()
+      )),
+      SparseIndexVector::Uint16Vector => SparseIndexVectorT::Uint16Vector(alloc::boxed::Box::new(
+        self.array_segments_as_uint_16_vector()
+            .expect("Invalid union table, expected `SparseIndexVector::Uint16Vector`.")
+            .unpack()
+      )),
+      SparseIndexVector::Uint8Vector => SparseIndexVectorT::Uint8Vector(alloc::boxed::Box::new(
+        self.array_segments_as_uint_8_vector()
+            .expect("Invalid union table, expected `SparseIndexVector::Uint8Vector`.")
+            .unpack()
+      )),
+      _ => SparseIndexVectorT::NONE,
+    };
+    let array_indices = match self.array_indices_type() {
+      SparseIndexVector::NONE => SparseIndexVectorT::NONE,
+      SparseIndexVector::Int32Vector => SparseIndexVectorT::Int32Vector(alloc::boxed::Box::new(
+        self.array_indices_as_int_32_vector()
+            .expect("Invalid union table, expected `SparseIndexVector::Int32Vector`.")
+            .unpack()
+      )),
+      SparseIndexVector::Uint16Vector => SparseIndexVectorT::Uint16Vector(alloc::boxed::Box::new(
+        self.array_indices_as_uint_16_vector()
+            .expect("Invalid union table, expected `SparseIndexVector::Uint16Vector`.")
+            .unpack()
+      )),
+      SparseIndexVector::Uint8Vector => SparseIndexVectorT::Uint8Vector(alloc::boxed::Box::new(
+        self.array_indices_as_uint_8_vector()
+            .expect("Invalid union table, expected `SparseIndexVector::Uint8Vector`.")
+            .unpack()
+      )),
+      _ => SparseIndexVectorT::NONE,
+    };
+    DimensionMetadataT {
+      format,
+      dense_size,
+      array_segments,
+      array_indices,
+    }
+  }
 
   #[inline]
   pub fn format(&self) -> DimensionType {
@@ -3912,6 +7516,45 @@ impl ::core::fmt::Debug for DimensionMetadata<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct DimensionMetadataT {
+  pub format: DimensionType,
+  pub dense_size: i32,
+  pub array_segments: SparseIndexVectorT,
+  pub array_indices: SparseIndexVectorT,
+}
+impl Default for DimensionMetadataT {
+  fn default() -> Self {
+    Self {
+      format: DimensionType::DENSE,
+      dense_size: 0,
+      array_segments: SparseIndexVectorT::NONE,
+      array_indices: SparseIndexVectorT::NONE,
+    }
+  }
+}
+impl DimensionMetadataT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<DimensionMetadata<'b>> {
+    let format = self.format;
+    let dense_size = self.dense_size;
+    let array_segments_type = self.array_segments.sparse_index_vector_type();
+    let array_segments = self.array_segments.pack(_fbb);
+    let array_indices_type = self.array_indices.sparse_index_vector_type();
+    let array_indices = self.array_indices.pack(_fbb);
+    DimensionMetadata::create(_fbb, &DimensionMetadataArgs{
+      format,
+      dense_size,
+      array_segments_type,
+      array_segments,
+      array_indices_type,
+      array_indices,
+    })
+  }
+}
 pub enum SparsityParametersOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3948,6 +7591,22 @@ impl<'a> SparsityParameters<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SparsityParametersT {
+    let traversal_order = self.traversal_order().map(|x| {
+      x.into_iter().collect()
+    });
+    let block_map = self.block_map().map(|x| {
+      x.into_iter().collect()
+    });
+    let dim_metadata = self.dim_metadata().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    SparsityParametersT {
+      traversal_order,
+      block_map,
+      dim_metadata,
+    }
+  }
 
   #[inline]
   pub fn traversal_order(&self) -> Option<::flatbuffers::Vector<'a, i32>> {
@@ -4042,6 +7701,43 @@ impl ::core::fmt::Debug for SparsityParameters<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparsityParametersT {
+  pub traversal_order: Option<alloc::vec::Vec<i32>>,
+  pub block_map: Option<alloc::vec::Vec<i32>>,
+  pub dim_metadata: Option<alloc::vec::Vec<DimensionMetadataT>>,
+}
+impl Default for SparsityParametersT {
+  fn default() -> Self {
+    Self {
+      traversal_order: None,
+      block_map: None,
+      dim_metadata: None,
+    }
+  }
+}
+impl SparsityParametersT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SparsityParameters<'b>> {
+    let traversal_order = self.traversal_order.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let block_map = self.block_map.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let dim_metadata = self.dim_metadata.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    SparsityParameters::create(_fbb, &SparsityParametersArgs{
+      traversal_order,
+      block_map,
+      dim_metadata,
+    })
+  }
+}
 pub enum TensorOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -4090,6 +7786,38 @@ impl<'a> Tensor<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> TensorT {
+    let shape = self.shape().map(|x| {
+      x.into_iter().collect()
+    });
+    let type_ = self.type_();
+    let buffer = self.buffer();
+    let name = self.name().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let quantization = self.quantization().map(|x| {
+      alloc::boxed::Box::new(x.unpack())
+    });
+    let is_variable = self.is_variable();
+    let sparsity = self.sparsity().map(|x| {
+      alloc::boxed::Box::new(x.unpack())
+    });
+    let shape_signature = self.shape_signature().map(|x| {
+      x.into_iter().collect()
+    });
+    let has_rank = self.has_rank();
+    TensorT {
+      shape,
+      type_,
+      buffer,
+      name,
+      quantization,
+      is_variable,
+      sparsity,
+      shape_signature,
+      has_rank,
+    }
+  }
 
   #[inline]
   pub fn shape(&self) -> Option<::flatbuffers::Vector<'a, i32>> {
@@ -4274,6 +8002,71 @@ impl ::core::fmt::Debug for Tensor<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorT {
+  pub shape: Option<alloc::vec::Vec<i32>>,
+  pub type_: TensorType,
+  pub buffer: u32,
+  pub name: Option<alloc::string::String>,
+  pub quantization: Option<alloc::boxed::Box<QuantizationParametersT>>,
+  pub is_variable: bool,
+  pub sparsity: Option<alloc::boxed::Box<SparsityParametersT>>,
+  pub shape_signature: Option<alloc::vec::Vec<i32>>,
+  pub has_rank: bool,
+}
+impl Default for TensorT {
+  fn default() -> Self {
+    Self {
+      shape: None,
+      type_: TensorType::FLOAT32,
+      buffer: 0,
+      name: None,
+      quantization: None,
+      is_variable: false,
+      sparsity: None,
+      shape_signature: None,
+      has_rank: false,
+    }
+  }
+}
+impl TensorT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<Tensor<'b>> {
+    let shape = self.shape.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let type_ = self.type_;
+    let buffer = self.buffer;
+    let name = self.name.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let quantization = self.quantization.as_ref().map(|x|{
+      x.pack(_fbb)
+    });
+    let is_variable = self.is_variable;
+    let sparsity = self.sparsity.as_ref().map(|x|{
+      x.pack(_fbb)
+    });
+    let shape_signature = self.shape_signature.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let has_rank = self.has_rank;
+    Tensor::create(_fbb, &TensorArgs{
+      shape,
+      type_,
+      buffer,
+      name,
+      quantization,
+      is_variable,
+      sparsity,
+      shape_signature,
+      has_rank,
+    })
+  }
+}
 pub enum Conv2DOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -4318,6 +8111,24 @@ impl<'a> Conv2DOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> Conv2DOptionsT {
+    let padding = self.padding();
+    let stride_w = self.stride_w();
+    let stride_h = self.stride_h();
+    let fused_activation_function = self.fused_activation_function();
+    let dilation_w_factor = self.dilation_w_factor();
+    let dilation_h_factor = self.dilation_h_factor();
+    let quantized_bias_type = self.quantized_bias_type();
+    Conv2DOptionsT {
+      padding,
+      stride_w,
+      stride_h,
+      fused_activation_function,
+      dilation_w_factor,
+      dilation_h_factor,
+      quantized_bias_type,
+    }
+  }
 
   #[inline]
   pub fn padding(&self) -> Padding {
@@ -4472,6 +8283,53 @@ impl ::core::fmt::Debug for Conv2DOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conv2DOptionsT {
+  pub padding: Padding,
+  pub stride_w: i32,
+  pub stride_h: i32,
+  pub fused_activation_function: ActivationFunctionType,
+  pub dilation_w_factor: i32,
+  pub dilation_h_factor: i32,
+  pub quantized_bias_type: TensorType,
+}
+impl Default for Conv2DOptionsT {
+  fn default() -> Self {
+    Self {
+      padding: Padding::SAME,
+      stride_w: 0,
+      stride_h: 0,
+      fused_activation_function: ActivationFunctionType::NONE,
+      dilation_w_factor: 1,
+      dilation_h_factor: 1,
+      quantized_bias_type: TensorType::FLOAT32,
+    }
+  }
+}
+impl Conv2DOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<Conv2DOptions<'b>> {
+    let padding = self.padding;
+    let stride_w = self.stride_w;
+    let stride_h = self.stride_h;
+    let fused_activation_function = self.fused_activation_function;
+    let dilation_w_factor = self.dilation_w_factor;
+    let dilation_h_factor = self.dilation_h_factor;
+    let quantized_bias_type = self.quantized_bias_type;
+    Conv2DOptions::create(_fbb, &Conv2DOptionsArgs{
+      padding,
+      stride_w,
+      stride_h,
+      fused_activation_function,
+      dilation_w_factor,
+      dilation_h_factor,
+      quantized_bias_type,
+    })
+  }
+}
 pub enum Conv3DOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -4518,6 +8376,26 @@ impl<'a> Conv3DOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> Conv3DOptionsT {
+    let padding = self.padding();
+    let stride_d = self.stride_d();
+    let stride_w = self.stride_w();
+    let stride_h = self.stride_h();
+    let fused_activation_function = self.fused_activation_function();
+    let dilation_d_factor = self.dilation_d_factor();
+    let dilation_w_factor = self.dilation_w_factor();
+    let dilation_h_factor = self.dilation_h_factor();
+    Conv3DOptionsT {
+      padding,
+      stride_d,
+      stride_w,
+      stride_h,
+      fused_activation_function,
+      dilation_d_factor,
+      dilation_w_factor,
+      dilation_h_factor,
+    }
+  }
 
   #[inline]
   pub fn padding(&self) -> Padding {
@@ -4687,6 +8565,57 @@ impl ::core::fmt::Debug for Conv3DOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conv3DOptionsT {
+  pub padding: Padding,
+  pub stride_d: i32,
+  pub stride_w: i32,
+  pub stride_h: i32,
+  pub fused_activation_function: ActivationFunctionType,
+  pub dilation_d_factor: i32,
+  pub dilation_w_factor: i32,
+  pub dilation_h_factor: i32,
+}
+impl Default for Conv3DOptionsT {
+  fn default() -> Self {
+    Self {
+      padding: Padding::SAME,
+      stride_d: 0,
+      stride_w: 0,
+      stride_h: 0,
+      fused_activation_function: ActivationFunctionType::NONE,
+      dilation_d_factor: 1,
+      dilation_w_factor: 1,
+      dilation_h_factor: 1,
+    }
+  }
+}
+impl Conv3DOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<Conv3DOptions<'b>> {
+    let padding = self.padding;
+    let stride_d = self.stride_d;
+    let stride_w = self.stride_w;
+    let stride_h = self.stride_h;
+    let fused_activation_function = self.fused_activation_function;
+    let dilation_d_factor = self.dilation_d_factor;
+    let dilation_w_factor = self.dilation_w_factor;
+    let dilation_h_factor = self.dilation_h_factor;
+    Conv3DOptions::create(_fbb, &Conv3DOptionsArgs{
+      padding,
+      stride_d,
+      stride_w,
+      stride_h,
+      fused_activation_function,
+      dilation_d_factor,
+      dilation_w_factor,
+      dilation_h_factor,
+    })
+  }
+}
 pub enum Pool2DOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -4729,6 +8658,22 @@ impl<'a> Pool2DOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> Pool2DOptionsT {
+    let padding = self.padding();
+    let stride_w = self.stride_w();
+    let stride_h = self.stride_h();
+    let filter_width = self.filter_width();
+    let filter_height = self.filter_height();
+    let fused_activation_function = self.fused_activation_function();
+    Pool2DOptionsT {
+      padding,
+      stride_w,
+      stride_h,
+      filter_width,
+      filter_height,
+      fused_activation_function,
+    }
+  }
 
   #[inline]
   pub fn padding(&self) -> Padding {
@@ -4868,6 +8813,49 @@ impl ::core::fmt::Debug for Pool2DOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool2DOptionsT {
+  pub padding: Padding,
+  pub stride_w: i32,
+  pub stride_h: i32,
+  pub filter_width: i32,
+  pub filter_height: i32,
+  pub fused_activation_function: ActivationFunctionType,
+}
+impl Default for Pool2DOptionsT {
+  fn default() -> Self {
+    Self {
+      padding: Padding::SAME,
+      stride_w: 0,
+      stride_h: 0,
+      filter_width: 0,
+      filter_height: 0,
+      fused_activation_function: ActivationFunctionType::NONE,
+    }
+  }
+}
+impl Pool2DOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<Pool2DOptions<'b>> {
+    let padding = self.padding;
+    let stride_w = self.stride_w;
+    let stride_h = self.stride_h;
+    let filter_width = self.filter_width;
+    let filter_height = self.filter_height;
+    let fused_activation_function = self.fused_activation_function;
+    Pool2DOptions::create(_fbb, &Pool2DOptionsArgs{
+      padding,
+      stride_w,
+      stride_h,
+      filter_width,
+      filter_height,
+      fused_activation_function,
+    })
+  }
+}
 pub enum DepthwiseConv2DOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -4912,6 +8900,24 @@ impl<'a> DepthwiseConv2DOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> DepthwiseConv2DOptionsT {
+    let padding = self.padding();
+    let stride_w = self.stride_w();
+    let stride_h = self.stride_h();
+    let depth_multiplier = self.depth_multiplier();
+    let fused_activation_function = self.fused_activation_function();
+    let dilation_w_factor = self.dilation_w_factor();
+    let dilation_h_factor = self.dilation_h_factor();
+    DepthwiseConv2DOptionsT {
+      padding,
+      stride_w,
+      stride_h,
+      depth_multiplier,
+      fused_activation_function,
+      dilation_w_factor,
+      dilation_h_factor,
+    }
+  }
 
   #[inline]
   pub fn padding(&self) -> Padding {
@@ -5066,6 +9072,53 @@ impl ::core::fmt::Debug for DepthwiseConv2DOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct DepthwiseConv2DOptionsT {
+  pub padding: Padding,
+  pub stride_w: i32,
+  pub stride_h: i32,
+  pub depth_multiplier: i32,
+  pub fused_activation_function: ActivationFunctionType,
+  pub dilation_w_factor: i32,
+  pub dilation_h_factor: i32,
+}
+impl Default for DepthwiseConv2DOptionsT {
+  fn default() -> Self {
+    Self {
+      padding: Padding::SAME,
+      stride_w: 0,
+      stride_h: 0,
+      depth_multiplier: 0,
+      fused_activation_function: ActivationFunctionType::NONE,
+      dilation_w_factor: 1,
+      dilation_h_factor: 1,
+    }
+  }
+}
+impl DepthwiseConv2DOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<DepthwiseConv2DOptions<'b>> {
+    let padding = self.padding;
+    let stride_w = self.stride_w;
+    let stride_h = self.stride_h;
+    let depth_multiplier = self.depth_multiplier;
+    let fused_activation_function = self.fused_activation_function;
+    let dilation_w_factor = self.dilation_w_factor;
+    let dilation_h_factor = self.dilation_h_factor;
+    DepthwiseConv2DOptions::create(_fbb, &DepthwiseConv2DOptionsArgs{
+      padding,
+      stride_w,
+      stride_h,
+      depth_multiplier,
+      fused_activation_function,
+      dilation_w_factor,
+      dilation_h_factor,
+    })
+  }
+}
 pub enum ConcatEmbeddingsOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5102,6 +9155,20 @@ impl<'a> ConcatEmbeddingsOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ConcatEmbeddingsOptionsT {
+    let num_channels = self.num_channels();
+    let num_columns_per_channel = self.num_columns_per_channel().map(|x| {
+      x.into_iter().collect()
+    });
+    let embedding_dim_per_channel = self.embedding_dim_per_channel().map(|x| {
+      x.into_iter().collect()
+    });
+    ConcatEmbeddingsOptionsT {
+      num_channels,
+      num_columns_per_channel,
+      embedding_dim_per_channel,
+    }
+  }
 
   #[inline]
   pub fn num_channels(&self) -> i32 {
@@ -5196,6 +9263,41 @@ impl ::core::fmt::Debug for ConcatEmbeddingsOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConcatEmbeddingsOptionsT {
+  pub num_channels: i32,
+  pub num_columns_per_channel: Option<alloc::vec::Vec<i32>>,
+  pub embedding_dim_per_channel: Option<alloc::vec::Vec<i32>>,
+}
+impl Default for ConcatEmbeddingsOptionsT {
+  fn default() -> Self {
+    Self {
+      num_channels: 0,
+      num_columns_per_channel: None,
+      embedding_dim_per_channel: None,
+    }
+  }
+}
+impl ConcatEmbeddingsOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ConcatEmbeddingsOptions<'b>> {
+    let num_channels = self.num_channels;
+    let num_columns_per_channel = self.num_columns_per_channel.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let embedding_dim_per_channel = self.embedding_dim_per_channel.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    ConcatEmbeddingsOptions::create(_fbb, &ConcatEmbeddingsOptionsArgs{
+      num_channels,
+      num_columns_per_channel,
+      embedding_dim_per_channel,
+    })
+  }
+}
 pub enum LSHProjectionOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5228,6 +9330,12 @@ impl<'a> LSHProjectionOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> LSHProjectionOptionsT {
+    let type_ = self.type_();
+    LSHProjectionOptionsT {
+      type_,
+    }
+  }
 
   #[inline]
   pub fn type_(&self) -> LSHProjectionType {
@@ -5292,6 +9400,29 @@ impl ::core::fmt::Debug for LSHProjectionOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct LSHProjectionOptionsT {
+  pub type_: LSHProjectionType,
+}
+impl Default for LSHProjectionOptionsT {
+  fn default() -> Self {
+    Self {
+      type_: LSHProjectionType::UNKNOWN,
+    }
+  }
+}
+impl LSHProjectionOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<LSHProjectionOptions<'b>> {
+    let type_ = self.type_;
+    LSHProjectionOptions::create(_fbb, &LSHProjectionOptionsArgs{
+      type_,
+    })
+  }
+}
 pub enum SVDFOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5328,6 +9459,16 @@ impl<'a> SVDFOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SVDFOptionsT {
+    let rank = self.rank();
+    let fused_activation_function = self.fused_activation_function();
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs();
+    SVDFOptionsT {
+      rank,
+      fused_activation_function,
+      asymmetric_quantize_inputs,
+    }
+  }
 
   #[inline]
   pub fn rank(&self) -> i32 {
@@ -5422,6 +9563,37 @@ impl ::core::fmt::Debug for SVDFOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SVDFOptionsT {
+  pub rank: i32,
+  pub fused_activation_function: ActivationFunctionType,
+  pub asymmetric_quantize_inputs: bool,
+}
+impl Default for SVDFOptionsT {
+  fn default() -> Self {
+    Self {
+      rank: 0,
+      fused_activation_function: ActivationFunctionType::NONE,
+      asymmetric_quantize_inputs: false,
+    }
+  }
+}
+impl SVDFOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SVDFOptions<'b>> {
+    let rank = self.rank;
+    let fused_activation_function = self.fused_activation_function;
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs;
+    SVDFOptions::create(_fbb, &SVDFOptionsArgs{
+      rank,
+      fused_activation_function,
+      asymmetric_quantize_inputs,
+    })
+  }
+}
 pub enum RNNOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5456,6 +9628,14 @@ impl<'a> RNNOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> RNNOptionsT {
+    let fused_activation_function = self.fused_activation_function();
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs();
+    RNNOptionsT {
+      fused_activation_function,
+      asymmetric_quantize_inputs,
+    }
+  }
 
   #[inline]
   pub fn fused_activation_function(&self) -> ActivationFunctionType {
@@ -5535,6 +9715,33 @@ impl ::core::fmt::Debug for RNNOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct RNNOptionsT {
+  pub fused_activation_function: ActivationFunctionType,
+  pub asymmetric_quantize_inputs: bool,
+}
+impl Default for RNNOptionsT {
+  fn default() -> Self {
+    Self {
+      fused_activation_function: ActivationFunctionType::NONE,
+      asymmetric_quantize_inputs: false,
+    }
+  }
+}
+impl RNNOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<RNNOptions<'b>> {
+    let fused_activation_function = self.fused_activation_function;
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs;
+    RNNOptions::create(_fbb, &RNNOptionsArgs{
+      fused_activation_function,
+      asymmetric_quantize_inputs,
+    })
+  }
+}
 pub enum SequenceRNNOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5571,6 +9778,16 @@ impl<'a> SequenceRNNOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SequenceRNNOptionsT {
+    let time_major = self.time_major();
+    let fused_activation_function = self.fused_activation_function();
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs();
+    SequenceRNNOptionsT {
+      time_major,
+      fused_activation_function,
+      asymmetric_quantize_inputs,
+    }
+  }
 
   #[inline]
   pub fn time_major(&self) -> bool {
@@ -5665,6 +9882,37 @@ impl ::core::fmt::Debug for SequenceRNNOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SequenceRNNOptionsT {
+  pub time_major: bool,
+  pub fused_activation_function: ActivationFunctionType,
+  pub asymmetric_quantize_inputs: bool,
+}
+impl Default for SequenceRNNOptionsT {
+  fn default() -> Self {
+    Self {
+      time_major: false,
+      fused_activation_function: ActivationFunctionType::NONE,
+      asymmetric_quantize_inputs: false,
+    }
+  }
+}
+impl SequenceRNNOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SequenceRNNOptions<'b>> {
+    let time_major = self.time_major;
+    let fused_activation_function = self.fused_activation_function;
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs;
+    SequenceRNNOptions::create(_fbb, &SequenceRNNOptionsArgs{
+      time_major,
+      fused_activation_function,
+      asymmetric_quantize_inputs,
+    })
+  }
+}
 pub enum BidirectionalSequenceRNNOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5703,6 +9951,18 @@ impl<'a> BidirectionalSequenceRNNOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> BidirectionalSequenceRNNOptionsT {
+    let time_major = self.time_major();
+    let fused_activation_function = self.fused_activation_function();
+    let merge_outputs = self.merge_outputs();
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs();
+    BidirectionalSequenceRNNOptionsT {
+      time_major,
+      fused_activation_function,
+      merge_outputs,
+      asymmetric_quantize_inputs,
+    }
+  }
 
   #[inline]
   pub fn time_major(&self) -> bool {
@@ -5812,6 +10072,41 @@ impl ::core::fmt::Debug for BidirectionalSequenceRNNOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct BidirectionalSequenceRNNOptionsT {
+  pub time_major: bool,
+  pub fused_activation_function: ActivationFunctionType,
+  pub merge_outputs: bool,
+  pub asymmetric_quantize_inputs: bool,
+}
+impl Default for BidirectionalSequenceRNNOptionsT {
+  fn default() -> Self {
+    Self {
+      time_major: false,
+      fused_activation_function: ActivationFunctionType::NONE,
+      merge_outputs: false,
+      asymmetric_quantize_inputs: false,
+    }
+  }
+}
+impl BidirectionalSequenceRNNOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<BidirectionalSequenceRNNOptions<'b>> {
+    let time_major = self.time_major;
+    let fused_activation_function = self.fused_activation_function;
+    let merge_outputs = self.merge_outputs;
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs;
+    BidirectionalSequenceRNNOptions::create(_fbb, &BidirectionalSequenceRNNOptionsArgs{
+      time_major,
+      fused_activation_function,
+      merge_outputs,
+      asymmetric_quantize_inputs,
+    })
+  }
+}
 pub enum FullyConnectedOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5852,6 +10147,20 @@ impl<'a> FullyConnectedOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> FullyConnectedOptionsT {
+    let fused_activation_function = self.fused_activation_function();
+    let weights_format = self.weights_format();
+    let keep_num_dims = self.keep_num_dims();
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs();
+    let quantized_bias_type = self.quantized_bias_type();
+    FullyConnectedOptionsT {
+      fused_activation_function,
+      weights_format,
+      keep_num_dims,
+      asymmetric_quantize_inputs,
+      quantized_bias_type,
+    }
+  }
 
   #[inline]
   pub fn fused_activation_function(&self) -> ActivationFunctionType {
@@ -5976,6 +10285,45 @@ impl ::core::fmt::Debug for FullyConnectedOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct FullyConnectedOptionsT {
+  pub fused_activation_function: ActivationFunctionType,
+  pub weights_format: FullyConnectedOptionsWeightsFormat,
+  pub keep_num_dims: bool,
+  pub asymmetric_quantize_inputs: bool,
+  pub quantized_bias_type: TensorType,
+}
+impl Default for FullyConnectedOptionsT {
+  fn default() -> Self {
+    Self {
+      fused_activation_function: ActivationFunctionType::NONE,
+      weights_format: FullyConnectedOptionsWeightsFormat::DEFAULT,
+      keep_num_dims: false,
+      asymmetric_quantize_inputs: false,
+      quantized_bias_type: TensorType::FLOAT32,
+    }
+  }
+}
+impl FullyConnectedOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<FullyConnectedOptions<'b>> {
+    let fused_activation_function = self.fused_activation_function;
+    let weights_format = self.weights_format;
+    let keep_num_dims = self.keep_num_dims;
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs;
+    let quantized_bias_type = self.quantized_bias_type;
+    FullyConnectedOptions::create(_fbb, &FullyConnectedOptionsArgs{
+      fused_activation_function,
+      weights_format,
+      keep_num_dims,
+      asymmetric_quantize_inputs,
+      quantized_bias_type,
+    })
+  }
+}
 pub enum SoftmaxOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -6008,6 +10356,12 @@ impl<'a> SoftmaxOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SoftmaxOptionsT {
+    let beta = self.beta();
+    SoftmaxOptionsT {
+      beta,
+    }
+  }
 
   #[inline]
   pub fn beta(&self) -> f32 {
@@ -6072,6 +10426,29 @@ impl ::core::fmt::Debug for SoftmaxOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoftmaxOptionsT {
+  pub beta: f32,
+}
+impl Default for SoftmaxOptionsT {
+  fn default() -> Self {
+    Self {
+      beta: 0.0,
+    }
+  }
+}
+impl SoftmaxOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SoftmaxOptions<'b>> {
+    let beta = self.beta;
+    SoftmaxOptions::create(_fbb, &SoftmaxOptionsArgs{
+      beta,
+    })
+  }
+}
 pub enum ConcatenationOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -6106,6 +10483,14 @@ impl<'a> ConcatenationOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ConcatenationOptionsT {
+    let axis = self.axis();
+    let fused_activation_function = self.fused_activation_function();
+    ConcatenationOptionsT {
+      axis,
+      fused_activation_function,
+    }
+  }
 
   #[inline]
   pub fn axis(&self) -> i32 {
@@ -6185,6 +10570,33 @@ impl ::core::fmt::Debug for ConcatenationOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConcatenationOptionsT {
+  pub axis: i32,
+  pub fused_activation_function: ActivationFunctionType,
+}
+impl Default for ConcatenationOptionsT {
+  fn default() -> Self {
+    Self {
+      axis: 0,
+      fused_activation_function: ActivationFunctionType::NONE,
+    }
+  }
+}
+impl ConcatenationOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ConcatenationOptions<'b>> {
+    let axis = self.axis;
+    let fused_activation_function = self.fused_activation_function;
+    ConcatenationOptions::create(_fbb, &ConcatenationOptionsArgs{
+      axis,
+      fused_activation_function,
+    })
+  }
+}
 pub enum AddOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -6219,6 +10631,14 @@ impl<'a> AddOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> AddOptionsT {
+    let fused_activation_function = self.fused_activation_function();
+    let pot_scale_int16 = self.pot_scale_int16();
+    AddOptionsT {
+      fused_activation_function,
+      pot_scale_int16,
+    }
+  }
 
   #[inline]
   pub fn fused_activation_function(&self) -> ActivationFunctionType {
@@ -6298,6 +10718,33 @@ impl ::core::fmt::Debug for AddOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddOptionsT {
+  pub fused_activation_function: ActivationFunctionType,
+  pub pot_scale_int16: bool,
+}
+impl Default for AddOptionsT {
+  fn default() -> Self {
+    Self {
+      fused_activation_function: ActivationFunctionType::NONE,
+      pot_scale_int16: true,
+    }
+  }
+}
+impl AddOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<AddOptions<'b>> {
+    let fused_activation_function = self.fused_activation_function;
+    let pot_scale_int16 = self.pot_scale_int16;
+    AddOptions::create(_fbb, &AddOptionsArgs{
+      fused_activation_function,
+      pot_scale_int16,
+    })
+  }
+}
 pub enum MulOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -6330,6 +10777,12 @@ impl<'a> MulOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> MulOptionsT {
+    let fused_activation_function = self.fused_activation_function();
+    MulOptionsT {
+      fused_activation_function,
+    }
+  }
 
   #[inline]
   pub fn fused_activation_function(&self) -> ActivationFunctionType {
@@ -6394,6 +10847,29 @@ impl ::core::fmt::Debug for MulOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct MulOptionsT {
+  pub fused_activation_function: ActivationFunctionType,
+}
+impl Default for MulOptionsT {
+  fn default() -> Self {
+    Self {
+      fused_activation_function: ActivationFunctionType::NONE,
+    }
+  }
+}
+impl MulOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<MulOptions<'b>> {
+    let fused_activation_function = self.fused_activation_function;
+    MulOptions::create(_fbb, &MulOptionsArgs{
+      fused_activation_function,
+    })
+  }
+}
 pub enum L2NormOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -6426,6 +10902,12 @@ impl<'a> L2NormOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> L2NormOptionsT {
+    let fused_activation_function = self.fused_activation_function();
+    L2NormOptionsT {
+      fused_activation_function,
+    }
+  }
 
   #[inline]
   pub fn fused_activation_function(&self) -> ActivationFunctionType {
@@ -6490,6 +10972,29 @@ impl ::core::fmt::Debug for L2NormOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct L2NormOptionsT {
+  pub fused_activation_function: ActivationFunctionType,
+}
+impl Default for L2NormOptionsT {
+  fn default() -> Self {
+    Self {
+      fused_activation_function: ActivationFunctionType::NONE,
+    }
+  }
+}
+impl L2NormOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<L2NormOptions<'b>> {
+    let fused_activation_function = self.fused_activation_function;
+    L2NormOptions::create(_fbb, &L2NormOptionsArgs{
+      fused_activation_function,
+    })
+  }
+}
 pub enum LocalResponseNormalizationOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -6528,6 +11033,18 @@ impl<'a> LocalResponseNormalizationOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> LocalResponseNormalizationOptionsT {
+    let radius = self.radius();
+    let bias = self.bias();
+    let alpha = self.alpha();
+    let beta = self.beta();
+    LocalResponseNormalizationOptionsT {
+      radius,
+      bias,
+      alpha,
+      beta,
+    }
+  }
 
   #[inline]
   pub fn radius(&self) -> i32 {
@@ -6637,6 +11154,41 @@ impl ::core::fmt::Debug for LocalResponseNormalizationOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalResponseNormalizationOptionsT {
+  pub radius: i32,
+  pub bias: f32,
+  pub alpha: f32,
+  pub beta: f32,
+}
+impl Default for LocalResponseNormalizationOptionsT {
+  fn default() -> Self {
+    Self {
+      radius: 0,
+      bias: 0.0,
+      alpha: 0.0,
+      beta: 0.0,
+    }
+  }
+}
+impl LocalResponseNormalizationOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<LocalResponseNormalizationOptions<'b>> {
+    let radius = self.radius;
+    let bias = self.bias;
+    let alpha = self.alpha;
+    let beta = self.beta;
+    LocalResponseNormalizationOptions::create(_fbb, &LocalResponseNormalizationOptionsArgs{
+      radius,
+      bias,
+      alpha,
+      beta,
+    })
+  }
+}
 pub enum LSTMOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -6677,6 +11229,20 @@ impl<'a> LSTMOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> LSTMOptionsT {
+    let fused_activation_function = self.fused_activation_function();
+    let cell_clip = self.cell_clip();
+    let proj_clip = self.proj_clip();
+    let kernel_type = self.kernel_type();
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs();
+    LSTMOptionsT {
+      fused_activation_function,
+      cell_clip,
+      proj_clip,
+      kernel_type,
+      asymmetric_quantize_inputs,
+    }
+  }
 
   #[inline]
   pub fn fused_activation_function(&self) -> ActivationFunctionType {
@@ -6801,6 +11367,45 @@ impl ::core::fmt::Debug for LSTMOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct LSTMOptionsT {
+  pub fused_activation_function: ActivationFunctionType,
+  pub cell_clip: f32,
+  pub proj_clip: f32,
+  pub kernel_type: LSTMKernelType,
+  pub asymmetric_quantize_inputs: bool,
+}
+impl Default for LSTMOptionsT {
+  fn default() -> Self {
+    Self {
+      fused_activation_function: ActivationFunctionType::NONE,
+      cell_clip: 0.0,
+      proj_clip: 0.0,
+      kernel_type: LSTMKernelType::FULL,
+      asymmetric_quantize_inputs: false,
+    }
+  }
+}
+impl LSTMOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<LSTMOptions<'b>> {
+    let fused_activation_function = self.fused_activation_function;
+    let cell_clip = self.cell_clip;
+    let proj_clip = self.proj_clip;
+    let kernel_type = self.kernel_type;
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs;
+    LSTMOptions::create(_fbb, &LSTMOptionsArgs{
+      fused_activation_function,
+      cell_clip,
+      proj_clip,
+      kernel_type,
+      asymmetric_quantize_inputs,
+    })
+  }
+}
 pub enum UnidirectionalSequenceLSTMOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -6843,6 +11448,22 @@ impl<'a> UnidirectionalSequenceLSTMOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> UnidirectionalSequenceLSTMOptionsT {
+    let fused_activation_function = self.fused_activation_function();
+    let cell_clip = self.cell_clip();
+    let proj_clip = self.proj_clip();
+    let time_major = self.time_major();
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs();
+    let diagonal_recurrent_tensors = self.diagonal_recurrent_tensors();
+    UnidirectionalSequenceLSTMOptionsT {
+      fused_activation_function,
+      cell_clip,
+      proj_clip,
+      time_major,
+      asymmetric_quantize_inputs,
+      diagonal_recurrent_tensors,
+    }
+  }
 
   #[inline]
   pub fn fused_activation_function(&self) -> ActivationFunctionType {
@@ -6982,6 +11603,49 @@ impl ::core::fmt::Debug for UnidirectionalSequenceLSTMOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnidirectionalSequenceLSTMOptionsT {
+  pub fused_activation_function: ActivationFunctionType,
+  pub cell_clip: f32,
+  pub proj_clip: f32,
+  pub time_major: bool,
+  pub asymmetric_quantize_inputs: bool,
+  pub diagonal_recurrent_tensors: bool,
+}
+impl Default for UnidirectionalSequenceLSTMOptionsT {
+  fn default() -> Self {
+    Self {
+      fused_activation_function: ActivationFunctionType::NONE,
+      cell_clip: 0.0,
+      proj_clip: 0.0,
+      time_major: false,
+      asymmetric_quantize_inputs: false,
+      diagonal_recurrent_tensors: false,
+    }
+  }
+}
+impl UnidirectionalSequenceLSTMOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<UnidirectionalSequenceLSTMOptions<'b>> {
+    let fused_activation_function = self.fused_activation_function;
+    let cell_clip = self.cell_clip;
+    let proj_clip = self.proj_clip;
+    let time_major = self.time_major;
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs;
+    let diagonal_recurrent_tensors = self.diagonal_recurrent_tensors;
+    UnidirectionalSequenceLSTMOptions::create(_fbb, &UnidirectionalSequenceLSTMOptionsArgs{
+      fused_activation_function,
+      cell_clip,
+      proj_clip,
+      time_major,
+      asymmetric_quantize_inputs,
+      diagonal_recurrent_tensors,
+    })
+  }
+}
 pub enum BidirectionalSequenceLSTMOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -7024,6 +11688,22 @@ impl<'a> BidirectionalSequenceLSTMOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> BidirectionalSequenceLSTMOptionsT {
+    let fused_activation_function = self.fused_activation_function();
+    let cell_clip = self.cell_clip();
+    let proj_clip = self.proj_clip();
+    let merge_outputs = self.merge_outputs();
+    let time_major = self.time_major();
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs();
+    BidirectionalSequenceLSTMOptionsT {
+      fused_activation_function,
+      cell_clip,
+      proj_clip,
+      merge_outputs,
+      time_major,
+      asymmetric_quantize_inputs,
+    }
+  }
 
   #[inline]
   pub fn fused_activation_function(&self) -> ActivationFunctionType {
@@ -7163,6 +11843,49 @@ impl ::core::fmt::Debug for BidirectionalSequenceLSTMOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct BidirectionalSequenceLSTMOptionsT {
+  pub fused_activation_function: ActivationFunctionType,
+  pub cell_clip: f32,
+  pub proj_clip: f32,
+  pub merge_outputs: bool,
+  pub time_major: bool,
+  pub asymmetric_quantize_inputs: bool,
+}
+impl Default for BidirectionalSequenceLSTMOptionsT {
+  fn default() -> Self {
+    Self {
+      fused_activation_function: ActivationFunctionType::NONE,
+      cell_clip: 0.0,
+      proj_clip: 0.0,
+      merge_outputs: false,
+      time_major: true,
+      asymmetric_quantize_inputs: false,
+    }
+  }
+}
+impl BidirectionalSequenceLSTMOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<BidirectionalSequenceLSTMOptions<'b>> {
+    let fused_activation_function = self.fused_activation_function;
+    let cell_clip = self.cell_clip;
+    let proj_clip = self.proj_clip;
+    let merge_outputs = self.merge_outputs;
+    let time_major = self.time_major;
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs;
+    BidirectionalSequenceLSTMOptions::create(_fbb, &BidirectionalSequenceLSTMOptionsArgs{
+      fused_activation_function,
+      cell_clip,
+      proj_clip,
+      merge_outputs,
+      time_major,
+      asymmetric_quantize_inputs,
+    })
+  }
+}
 pub enum ResizeBilinearOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -7197,6 +11920,14 @@ impl<'a> ResizeBilinearOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ResizeBilinearOptionsT {
+    let align_corners = self.align_corners();
+    let half_pixel_centers = self.half_pixel_centers();
+    ResizeBilinearOptionsT {
+      align_corners,
+      half_pixel_centers,
+    }
+  }
 
   #[inline]
   pub fn align_corners(&self) -> bool {
@@ -7276,6 +12007,33 @@ impl ::core::fmt::Debug for ResizeBilinearOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResizeBilinearOptionsT {
+  pub align_corners: bool,
+  pub half_pixel_centers: bool,
+}
+impl Default for ResizeBilinearOptionsT {
+  fn default() -> Self {
+    Self {
+      align_corners: false,
+      half_pixel_centers: false,
+    }
+  }
+}
+impl ResizeBilinearOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ResizeBilinearOptions<'b>> {
+    let align_corners = self.align_corners;
+    let half_pixel_centers = self.half_pixel_centers;
+    ResizeBilinearOptions::create(_fbb, &ResizeBilinearOptionsArgs{
+      align_corners,
+      half_pixel_centers,
+    })
+  }
+}
 pub enum ResizeNearestNeighborOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -7310,6 +12068,14 @@ impl<'a> ResizeNearestNeighborOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ResizeNearestNeighborOptionsT {
+    let align_corners = self.align_corners();
+    let half_pixel_centers = self.half_pixel_centers();
+    ResizeNearestNeighborOptionsT {
+      align_corners,
+      half_pixel_centers,
+    }
+  }
 
   #[inline]
   pub fn align_corners(&self) -> bool {
@@ -7389,6 +12155,33 @@ impl ::core::fmt::Debug for ResizeNearestNeighborOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResizeNearestNeighborOptionsT {
+  pub align_corners: bool,
+  pub half_pixel_centers: bool,
+}
+impl Default for ResizeNearestNeighborOptionsT {
+  fn default() -> Self {
+    Self {
+      align_corners: false,
+      half_pixel_centers: false,
+    }
+  }
+}
+impl ResizeNearestNeighborOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ResizeNearestNeighborOptions<'b>> {
+    let align_corners = self.align_corners;
+    let half_pixel_centers = self.half_pixel_centers;
+    ResizeNearestNeighborOptions::create(_fbb, &ResizeNearestNeighborOptionsArgs{
+      align_corners,
+      half_pixel_centers,
+    })
+  }
+}
 pub enum CallOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -7421,6 +12214,12 @@ impl<'a> CallOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> CallOptionsT {
+    let subgraph = self.subgraph();
+    CallOptionsT {
+      subgraph,
+    }
+  }
 
   #[inline]
   pub fn subgraph(&self) -> u32 {
@@ -7485,6 +12284,29 @@ impl ::core::fmt::Debug for CallOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallOptionsT {
+  pub subgraph: u32,
+}
+impl Default for CallOptionsT {
+  fn default() -> Self {
+    Self {
+      subgraph: 0,
+    }
+  }
+}
+impl CallOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<CallOptions<'b>> {
+    let subgraph = self.subgraph;
+    CallOptions::create(_fbb, &CallOptionsArgs{
+      subgraph,
+    })
+  }
+}
 pub enum PadOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -7515,6 +12337,10 @@ impl<'a> PadOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> PadOptionsT {
+    PadOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for PadOptions<'_> {
@@ -7563,6 +12389,25 @@ impl ::core::fmt::Debug for PadOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct PadOptionsT {
+}
+impl Default for PadOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl PadOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<PadOptions<'b>> {
+    PadOptions::create(_fbb, &PadOptionsArgs{
+    })
+  }
+}
 pub enum PadV2OptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -7593,6 +12438,10 @@ impl<'a> PadV2Options<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> PadV2OptionsT {
+    PadV2OptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for PadV2Options<'_> {
@@ -7641,6 +12490,25 @@ impl ::core::fmt::Debug for PadV2Options<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct PadV2OptionsT {
+}
+impl Default for PadV2OptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl PadV2OptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<PadV2Options<'b>> {
+    PadV2Options::create(_fbb, &PadV2OptionsArgs{
+    })
+  }
+}
 pub enum ReshapeOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -7673,6 +12541,14 @@ impl<'a> ReshapeOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ReshapeOptionsT {
+    let new_shape = self.new_shape().map(|x| {
+      x.into_iter().collect()
+    });
+    ReshapeOptionsT {
+      new_shape,
+    }
+  }
 
   #[inline]
   pub fn new_shape(&self) -> Option<::flatbuffers::Vector<'a, i32>> {
@@ -7737,6 +12613,31 @@ impl ::core::fmt::Debug for ReshapeOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReshapeOptionsT {
+  pub new_shape: Option<alloc::vec::Vec<i32>>,
+}
+impl Default for ReshapeOptionsT {
+  fn default() -> Self {
+    Self {
+      new_shape: None,
+    }
+  }
+}
+impl ReshapeOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ReshapeOptions<'b>> {
+    let new_shape = self.new_shape.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    ReshapeOptions::create(_fbb, &ReshapeOptionsArgs{
+      new_shape,
+    })
+  }
+}
 pub enum SpaceToBatchNDOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -7767,6 +12668,10 @@ impl<'a> SpaceToBatchNDOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SpaceToBatchNDOptionsT {
+    SpaceToBatchNDOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for SpaceToBatchNDOptions<'_> {
@@ -7815,6 +12720,25 @@ impl ::core::fmt::Debug for SpaceToBatchNDOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpaceToBatchNDOptionsT {
+}
+impl Default for SpaceToBatchNDOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl SpaceToBatchNDOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SpaceToBatchNDOptions<'b>> {
+    SpaceToBatchNDOptions::create(_fbb, &SpaceToBatchNDOptionsArgs{
+    })
+  }
+}
 pub enum BatchToSpaceNDOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -7845,6 +12769,10 @@ impl<'a> BatchToSpaceNDOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> BatchToSpaceNDOptionsT {
+    BatchToSpaceNDOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for BatchToSpaceNDOptions<'_> {
@@ -7893,6 +12821,25 @@ impl ::core::fmt::Debug for BatchToSpaceNDOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchToSpaceNDOptionsT {
+}
+impl Default for BatchToSpaceNDOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl BatchToSpaceNDOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<BatchToSpaceNDOptions<'b>> {
+    BatchToSpaceNDOptions::create(_fbb, &BatchToSpaceNDOptionsArgs{
+    })
+  }
+}
 pub enum SkipGramOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -7929,6 +12876,16 @@ impl<'a> SkipGramOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SkipGramOptionsT {
+    let ngram_size = self.ngram_size();
+    let max_skip_size = self.max_skip_size();
+    let include_all_ngrams = self.include_all_ngrams();
+    SkipGramOptionsT {
+      ngram_size,
+      max_skip_size,
+      include_all_ngrams,
+    }
+  }
 
   #[inline]
   pub fn ngram_size(&self) -> i32 {
@@ -8023,6 +12980,37 @@ impl ::core::fmt::Debug for SkipGramOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkipGramOptionsT {
+  pub ngram_size: i32,
+  pub max_skip_size: i32,
+  pub include_all_ngrams: bool,
+}
+impl Default for SkipGramOptionsT {
+  fn default() -> Self {
+    Self {
+      ngram_size: 0,
+      max_skip_size: 0,
+      include_all_ngrams: false,
+    }
+  }
+}
+impl SkipGramOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SkipGramOptions<'b>> {
+    let ngram_size = self.ngram_size;
+    let max_skip_size = self.max_skip_size;
+    let include_all_ngrams = self.include_all_ngrams;
+    SkipGramOptions::create(_fbb, &SkipGramOptionsArgs{
+      ngram_size,
+      max_skip_size,
+      include_all_ngrams,
+    })
+  }
+}
 pub enum SpaceToDepthOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -8055,6 +13043,12 @@ impl<'a> SpaceToDepthOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SpaceToDepthOptionsT {
+    let block_size = self.block_size();
+    SpaceToDepthOptionsT {
+      block_size,
+    }
+  }
 
   #[inline]
   pub fn block_size(&self) -> i32 {
@@ -8119,6 +13113,29 @@ impl ::core::fmt::Debug for SpaceToDepthOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpaceToDepthOptionsT {
+  pub block_size: i32,
+}
+impl Default for SpaceToDepthOptionsT {
+  fn default() -> Self {
+    Self {
+      block_size: 0,
+    }
+  }
+}
+impl SpaceToDepthOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SpaceToDepthOptions<'b>> {
+    let block_size = self.block_size;
+    SpaceToDepthOptions::create(_fbb, &SpaceToDepthOptionsArgs{
+      block_size,
+    })
+  }
+}
 pub enum DepthToSpaceOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -8151,6 +13168,12 @@ impl<'a> DepthToSpaceOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> DepthToSpaceOptionsT {
+    let block_size = self.block_size();
+    DepthToSpaceOptionsT {
+      block_size,
+    }
+  }
 
   #[inline]
   pub fn block_size(&self) -> i32 {
@@ -8215,6 +13238,29 @@ impl ::core::fmt::Debug for DepthToSpaceOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct DepthToSpaceOptionsT {
+  pub block_size: i32,
+}
+impl Default for DepthToSpaceOptionsT {
+  fn default() -> Self {
+    Self {
+      block_size: 0,
+    }
+  }
+}
+impl DepthToSpaceOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<DepthToSpaceOptions<'b>> {
+    let block_size = self.block_size;
+    DepthToSpaceOptions::create(_fbb, &DepthToSpaceOptionsArgs{
+      block_size,
+    })
+  }
+}
 pub enum SubOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -8249,6 +13295,14 @@ impl<'a> SubOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SubOptionsT {
+    let fused_activation_function = self.fused_activation_function();
+    let pot_scale_int16 = self.pot_scale_int16();
+    SubOptionsT {
+      fused_activation_function,
+      pot_scale_int16,
+    }
+  }
 
   #[inline]
   pub fn fused_activation_function(&self) -> ActivationFunctionType {
@@ -8328,6 +13382,33 @@ impl ::core::fmt::Debug for SubOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubOptionsT {
+  pub fused_activation_function: ActivationFunctionType,
+  pub pot_scale_int16: bool,
+}
+impl Default for SubOptionsT {
+  fn default() -> Self {
+    Self {
+      fused_activation_function: ActivationFunctionType::NONE,
+      pot_scale_int16: true,
+    }
+  }
+}
+impl SubOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SubOptions<'b>> {
+    let fused_activation_function = self.fused_activation_function;
+    let pot_scale_int16 = self.pot_scale_int16;
+    SubOptions::create(_fbb, &SubOptionsArgs{
+      fused_activation_function,
+      pot_scale_int16,
+    })
+  }
+}
 pub enum DivOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -8360,6 +13441,12 @@ impl<'a> DivOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> DivOptionsT {
+    let fused_activation_function = self.fused_activation_function();
+    DivOptionsT {
+      fused_activation_function,
+    }
+  }
 
   #[inline]
   pub fn fused_activation_function(&self) -> ActivationFunctionType {
@@ -8424,6 +13511,29 @@ impl ::core::fmt::Debug for DivOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct DivOptionsT {
+  pub fused_activation_function: ActivationFunctionType,
+}
+impl Default for DivOptionsT {
+  fn default() -> Self {
+    Self {
+      fused_activation_function: ActivationFunctionType::NONE,
+    }
+  }
+}
+impl DivOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<DivOptions<'b>> {
+    let fused_activation_function = self.fused_activation_function;
+    DivOptions::create(_fbb, &DivOptionsArgs{
+      fused_activation_function,
+    })
+  }
+}
 pub enum TopKV2OptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -8454,6 +13564,10 @@ impl<'a> TopKV2Options<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> TopKV2OptionsT {
+    TopKV2OptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for TopKV2Options<'_> {
@@ -8502,6 +13616,25 @@ impl ::core::fmt::Debug for TopKV2Options<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopKV2OptionsT {
+}
+impl Default for TopKV2OptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl TopKV2OptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<TopKV2Options<'b>> {
+    TopKV2Options::create(_fbb, &TopKV2OptionsArgs{
+    })
+  }
+}
 pub enum EmbeddingLookupSparseOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -8534,6 +13667,12 @@ impl<'a> EmbeddingLookupSparseOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> EmbeddingLookupSparseOptionsT {
+    let combiner = self.combiner();
+    EmbeddingLookupSparseOptionsT {
+      combiner,
+    }
+  }
 
   #[inline]
   pub fn combiner(&self) -> CombinerType {
@@ -8598,6 +13737,29 @@ impl ::core::fmt::Debug for EmbeddingLookupSparseOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingLookupSparseOptionsT {
+  pub combiner: CombinerType,
+}
+impl Default for EmbeddingLookupSparseOptionsT {
+  fn default() -> Self {
+    Self {
+      combiner: CombinerType::SUM,
+    }
+  }
+}
+impl EmbeddingLookupSparseOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<EmbeddingLookupSparseOptions<'b>> {
+    let combiner = self.combiner;
+    EmbeddingLookupSparseOptions::create(_fbb, &EmbeddingLookupSparseOptionsArgs{
+      combiner,
+    })
+  }
+}
 pub enum GatherOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -8632,6 +13794,14 @@ impl<'a> GatherOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> GatherOptionsT {
+    let axis = self.axis();
+    let batch_dims = self.batch_dims();
+    GatherOptionsT {
+      axis,
+      batch_dims,
+    }
+  }
 
   #[inline]
   pub fn axis(&self) -> i32 {
@@ -8711,6 +13881,33 @@ impl ::core::fmt::Debug for GatherOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatherOptionsT {
+  pub axis: i32,
+  pub batch_dims: i32,
+}
+impl Default for GatherOptionsT {
+  fn default() -> Self {
+    Self {
+      axis: 0,
+      batch_dims: 0,
+    }
+  }
+}
+impl GatherOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<GatherOptions<'b>> {
+    let axis = self.axis;
+    let batch_dims = self.batch_dims;
+    GatherOptions::create(_fbb, &GatherOptionsArgs{
+      axis,
+      batch_dims,
+    })
+  }
+}
 pub enum TransposeOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -8741,6 +13938,10 @@ impl<'a> TransposeOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> TransposeOptionsT {
+    TransposeOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for TransposeOptions<'_> {
@@ -8789,6 +13990,25 @@ impl ::core::fmt::Debug for TransposeOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransposeOptionsT {
+}
+impl Default for TransposeOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl TransposeOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<TransposeOptions<'b>> {
+    TransposeOptions::create(_fbb, &TransposeOptionsArgs{
+    })
+  }
+}
 pub enum ExpOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -8819,6 +14039,10 @@ impl<'a> ExpOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ExpOptionsT {
+    ExpOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for ExpOptions<'_> {
@@ -8867,6 +14091,25 @@ impl ::core::fmt::Debug for ExpOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpOptionsT {
+}
+impl Default for ExpOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl ExpOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ExpOptions<'b>> {
+    ExpOptions::create(_fbb, &ExpOptionsArgs{
+    })
+  }
+}
 pub enum CosOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -8897,6 +14140,10 @@ impl<'a> CosOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> CosOptionsT {
+    CosOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for CosOptions<'_> {
@@ -8945,6 +14192,25 @@ impl ::core::fmt::Debug for CosOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct CosOptionsT {
+}
+impl Default for CosOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl CosOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<CosOptions<'b>> {
+    CosOptions::create(_fbb, &CosOptionsArgs{
+    })
+  }
+}
 pub enum ReducerOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -8977,6 +14243,12 @@ impl<'a> ReducerOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ReducerOptionsT {
+    let keep_dims = self.keep_dims();
+    ReducerOptionsT {
+      keep_dims,
+    }
+  }
 
   #[inline]
   pub fn keep_dims(&self) -> bool {
@@ -9041,6 +14313,29 @@ impl ::core::fmt::Debug for ReducerOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReducerOptionsT {
+  pub keep_dims: bool,
+}
+impl Default for ReducerOptionsT {
+  fn default() -> Self {
+    Self {
+      keep_dims: false,
+    }
+  }
+}
+impl ReducerOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ReducerOptions<'b>> {
+    let keep_dims = self.keep_dims;
+    ReducerOptions::create(_fbb, &ReducerOptionsArgs{
+      keep_dims,
+    })
+  }
+}
 pub enum SqueezeOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -9073,6 +14368,14 @@ impl<'a> SqueezeOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SqueezeOptionsT {
+    let squeeze_dims = self.squeeze_dims().map(|x| {
+      x.into_iter().collect()
+    });
+    SqueezeOptionsT {
+      squeeze_dims,
+    }
+  }
 
   #[inline]
   pub fn squeeze_dims(&self) -> Option<::flatbuffers::Vector<'a, i32>> {
@@ -9137,6 +14440,31 @@ impl ::core::fmt::Debug for SqueezeOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqueezeOptionsT {
+  pub squeeze_dims: Option<alloc::vec::Vec<i32>>,
+}
+impl Default for SqueezeOptionsT {
+  fn default() -> Self {
+    Self {
+      squeeze_dims: None,
+    }
+  }
+}
+impl SqueezeOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SqueezeOptions<'b>> {
+    let squeeze_dims = self.squeeze_dims.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    SqueezeOptions::create(_fbb, &SqueezeOptionsArgs{
+      squeeze_dims,
+    })
+  }
+}
 pub enum SplitOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -9169,6 +14497,12 @@ impl<'a> SplitOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SplitOptionsT {
+    let num_splits = self.num_splits();
+    SplitOptionsT {
+      num_splits,
+    }
+  }
 
   #[inline]
   pub fn num_splits(&self) -> i32 {
@@ -9233,6 +14567,29 @@ impl ::core::fmt::Debug for SplitOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitOptionsT {
+  pub num_splits: i32,
+}
+impl Default for SplitOptionsT {
+  fn default() -> Self {
+    Self {
+      num_splits: 0,
+    }
+  }
+}
+impl SplitOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SplitOptions<'b>> {
+    let num_splits = self.num_splits;
+    SplitOptions::create(_fbb, &SplitOptionsArgs{
+      num_splits,
+    })
+  }
+}
 pub enum SplitVOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -9265,6 +14622,12 @@ impl<'a> SplitVOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SplitVOptionsT {
+    let num_splits = self.num_splits();
+    SplitVOptionsT {
+      num_splits,
+    }
+  }
 
   #[inline]
   pub fn num_splits(&self) -> i32 {
@@ -9329,6 +14692,29 @@ impl ::core::fmt::Debug for SplitVOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitVOptionsT {
+  pub num_splits: i32,
+}
+impl Default for SplitVOptionsT {
+  fn default() -> Self {
+    Self {
+      num_splits: 0,
+    }
+  }
+}
+impl SplitVOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SplitVOptions<'b>> {
+    let num_splits = self.num_splits;
+    SplitVOptions::create(_fbb, &SplitVOptionsArgs{
+      num_splits,
+    })
+  }
+}
 pub enum StridedSliceOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -9371,6 +14757,22 @@ impl<'a> StridedSliceOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> StridedSliceOptionsT {
+    let begin_mask = self.begin_mask();
+    let end_mask = self.end_mask();
+    let ellipsis_mask = self.ellipsis_mask();
+    let new_axis_mask = self.new_axis_mask();
+    let shrink_axis_mask = self.shrink_axis_mask();
+    let offset = self.offset();
+    StridedSliceOptionsT {
+      begin_mask,
+      end_mask,
+      ellipsis_mask,
+      new_axis_mask,
+      shrink_axis_mask,
+      offset,
+    }
+  }
 
   #[inline]
   pub fn begin_mask(&self) -> i32 {
@@ -9510,6 +14912,49 @@ impl ::core::fmt::Debug for StridedSliceOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct StridedSliceOptionsT {
+  pub begin_mask: i32,
+  pub end_mask: i32,
+  pub ellipsis_mask: i32,
+  pub new_axis_mask: i32,
+  pub shrink_axis_mask: i32,
+  pub offset: bool,
+}
+impl Default for StridedSliceOptionsT {
+  fn default() -> Self {
+    Self {
+      begin_mask: 0,
+      end_mask: 0,
+      ellipsis_mask: 0,
+      new_axis_mask: 0,
+      shrink_axis_mask: 0,
+      offset: false,
+    }
+  }
+}
+impl StridedSliceOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<StridedSliceOptions<'b>> {
+    let begin_mask = self.begin_mask;
+    let end_mask = self.end_mask;
+    let ellipsis_mask = self.ellipsis_mask;
+    let new_axis_mask = self.new_axis_mask;
+    let shrink_axis_mask = self.shrink_axis_mask;
+    let offset = self.offset;
+    StridedSliceOptions::create(_fbb, &StridedSliceOptionsArgs{
+      begin_mask,
+      end_mask,
+      ellipsis_mask,
+      new_axis_mask,
+      shrink_axis_mask,
+      offset,
+    })
+  }
+}
 pub enum LogSoftmaxOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -9540,6 +14985,10 @@ impl<'a> LogSoftmaxOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> LogSoftmaxOptionsT {
+    LogSoftmaxOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for LogSoftmaxOptions<'_> {
@@ -9588,6 +15037,25 @@ impl ::core::fmt::Debug for LogSoftmaxOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogSoftmaxOptionsT {
+}
+impl Default for LogSoftmaxOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl LogSoftmaxOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<LogSoftmaxOptions<'b>> {
+    LogSoftmaxOptions::create(_fbb, &LogSoftmaxOptionsArgs{
+    })
+  }
+}
 pub enum CastOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -9622,6 +15090,14 @@ impl<'a> CastOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> CastOptionsT {
+    let in_data_type = self.in_data_type();
+    let out_data_type = self.out_data_type();
+    CastOptionsT {
+      in_data_type,
+      out_data_type,
+    }
+  }
 
   #[inline]
   pub fn in_data_type(&self) -> TensorType {
@@ -9701,6 +15177,33 @@ impl ::core::fmt::Debug for CastOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct CastOptionsT {
+  pub in_data_type: TensorType,
+  pub out_data_type: TensorType,
+}
+impl Default for CastOptionsT {
+  fn default() -> Self {
+    Self {
+      in_data_type: TensorType::FLOAT32,
+      out_data_type: TensorType::FLOAT32,
+    }
+  }
+}
+impl CastOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<CastOptions<'b>> {
+    let in_data_type = self.in_data_type;
+    let out_data_type = self.out_data_type;
+    CastOptions::create(_fbb, &CastOptionsArgs{
+      in_data_type,
+      out_data_type,
+    })
+  }
+}
 pub enum DequantizeOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -9731,6 +15234,10 @@ impl<'a> DequantizeOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> DequantizeOptionsT {
+    DequantizeOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for DequantizeOptions<'_> {
@@ -9779,6 +15286,25 @@ impl ::core::fmt::Debug for DequantizeOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct DequantizeOptionsT {
+}
+impl Default for DequantizeOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl DequantizeOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<DequantizeOptions<'b>> {
+    DequantizeOptions::create(_fbb, &DequantizeOptionsArgs{
+    })
+  }
+}
 pub enum MaximumMinimumOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -9809,6 +15335,10 @@ impl<'a> MaximumMinimumOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> MaximumMinimumOptionsT {
+    MaximumMinimumOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for MaximumMinimumOptions<'_> {
@@ -9857,6 +15387,25 @@ impl ::core::fmt::Debug for MaximumMinimumOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaximumMinimumOptionsT {
+}
+impl Default for MaximumMinimumOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl MaximumMinimumOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<MaximumMinimumOptions<'b>> {
+    MaximumMinimumOptions::create(_fbb, &MaximumMinimumOptionsArgs{
+    })
+  }
+}
 pub enum TileOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -9887,6 +15436,10 @@ impl<'a> TileOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> TileOptionsT {
+    TileOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for TileOptions<'_> {
@@ -9935,6 +15488,25 @@ impl ::core::fmt::Debug for TileOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileOptionsT {
+}
+impl Default for TileOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl TileOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<TileOptions<'b>> {
+    TileOptions::create(_fbb, &TileOptionsArgs{
+    })
+  }
+}
 pub enum ArgMaxOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -9967,6 +15539,12 @@ impl<'a> ArgMaxOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ArgMaxOptionsT {
+    let output_type = self.output_type();
+    ArgMaxOptionsT {
+      output_type,
+    }
+  }
 
   #[inline]
   pub fn output_type(&self) -> TensorType {
@@ -10031,6 +15609,29 @@ impl ::core::fmt::Debug for ArgMaxOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArgMaxOptionsT {
+  pub output_type: TensorType,
+}
+impl Default for ArgMaxOptionsT {
+  fn default() -> Self {
+    Self {
+      output_type: TensorType::FLOAT32,
+    }
+  }
+}
+impl ArgMaxOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ArgMaxOptions<'b>> {
+    let output_type = self.output_type;
+    ArgMaxOptions::create(_fbb, &ArgMaxOptionsArgs{
+      output_type,
+    })
+  }
+}
 pub enum ArgMinOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -10063,6 +15664,12 @@ impl<'a> ArgMinOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ArgMinOptionsT {
+    let output_type = self.output_type();
+    ArgMinOptionsT {
+      output_type,
+    }
+  }
 
   #[inline]
   pub fn output_type(&self) -> TensorType {
@@ -10127,6 +15734,29 @@ impl ::core::fmt::Debug for ArgMinOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArgMinOptionsT {
+  pub output_type: TensorType,
+}
+impl Default for ArgMinOptionsT {
+  fn default() -> Self {
+    Self {
+      output_type: TensorType::FLOAT32,
+    }
+  }
+}
+impl ArgMinOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ArgMinOptions<'b>> {
+    let output_type = self.output_type;
+    ArgMinOptions::create(_fbb, &ArgMinOptionsArgs{
+      output_type,
+    })
+  }
+}
 pub enum GreaterOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -10157,6 +15787,10 @@ impl<'a> GreaterOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> GreaterOptionsT {
+    GreaterOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for GreaterOptions<'_> {
@@ -10205,6 +15839,25 @@ impl ::core::fmt::Debug for GreaterOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct GreaterOptionsT {
+}
+impl Default for GreaterOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl GreaterOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<GreaterOptions<'b>> {
+    GreaterOptions::create(_fbb, &GreaterOptionsArgs{
+    })
+  }
+}
 pub enum GreaterEqualOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -10235,6 +15888,10 @@ impl<'a> GreaterEqualOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> GreaterEqualOptionsT {
+    GreaterEqualOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for GreaterEqualOptions<'_> {
@@ -10283,6 +15940,25 @@ impl ::core::fmt::Debug for GreaterEqualOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct GreaterEqualOptionsT {
+}
+impl Default for GreaterEqualOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl GreaterEqualOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<GreaterEqualOptions<'b>> {
+    GreaterEqualOptions::create(_fbb, &GreaterEqualOptionsArgs{
+    })
+  }
+}
 pub enum LessOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -10313,6 +15989,10 @@ impl<'a> LessOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> LessOptionsT {
+    LessOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for LessOptions<'_> {
@@ -10361,6 +16041,25 @@ impl ::core::fmt::Debug for LessOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct LessOptionsT {
+}
+impl Default for LessOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl LessOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<LessOptions<'b>> {
+    LessOptions::create(_fbb, &LessOptionsArgs{
+    })
+  }
+}
 pub enum LessEqualOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -10391,6 +16090,10 @@ impl<'a> LessEqualOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> LessEqualOptionsT {
+    LessEqualOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for LessEqualOptions<'_> {
@@ -10439,6 +16142,25 @@ impl ::core::fmt::Debug for LessEqualOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct LessEqualOptionsT {
+}
+impl Default for LessEqualOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl LessEqualOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<LessEqualOptions<'b>> {
+    LessEqualOptions::create(_fbb, &LessEqualOptionsArgs{
+    })
+  }
+}
 pub enum NegOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -10469,6 +16191,10 @@ impl<'a> NegOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> NegOptionsT {
+    NegOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for NegOptions<'_> {
@@ -10517,6 +16243,25 @@ impl ::core::fmt::Debug for NegOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct NegOptionsT {
+}
+impl Default for NegOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl NegOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<NegOptions<'b>> {
+    NegOptions::create(_fbb, &NegOptionsArgs{
+    })
+  }
+}
 pub enum SelectOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -10547,6 +16292,10 @@ impl<'a> SelectOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SelectOptionsT {
+    SelectOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for SelectOptions<'_> {
@@ -10595,6 +16344,25 @@ impl ::core::fmt::Debug for SelectOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelectOptionsT {
+}
+impl Default for SelectOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl SelectOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SelectOptions<'b>> {
+    SelectOptions::create(_fbb, &SelectOptionsArgs{
+    })
+  }
+}
 pub enum SliceOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -10625,6 +16393,10 @@ impl<'a> SliceOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SliceOptionsT {
+    SliceOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for SliceOptions<'_> {
@@ -10673,6 +16445,25 @@ impl ::core::fmt::Debug for SliceOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SliceOptionsT {
+}
+impl Default for SliceOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl SliceOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SliceOptions<'b>> {
+    SliceOptions::create(_fbb, &SliceOptionsArgs{
+    })
+  }
+}
 pub enum TransposeConvOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -10713,6 +16504,20 @@ impl<'a> TransposeConvOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> TransposeConvOptionsT {
+    let padding = self.padding();
+    let stride_w = self.stride_w();
+    let stride_h = self.stride_h();
+    let fused_activation_function = self.fused_activation_function();
+    let quantized_bias_type = self.quantized_bias_type();
+    TransposeConvOptionsT {
+      padding,
+      stride_w,
+      stride_h,
+      fused_activation_function,
+      quantized_bias_type,
+    }
+  }
 
   #[inline]
   pub fn padding(&self) -> Padding {
@@ -10837,6 +16642,45 @@ impl ::core::fmt::Debug for TransposeConvOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransposeConvOptionsT {
+  pub padding: Padding,
+  pub stride_w: i32,
+  pub stride_h: i32,
+  pub fused_activation_function: ActivationFunctionType,
+  pub quantized_bias_type: TensorType,
+}
+impl Default for TransposeConvOptionsT {
+  fn default() -> Self {
+    Self {
+      padding: Padding::SAME,
+      stride_w: 0,
+      stride_h: 0,
+      fused_activation_function: ActivationFunctionType::NONE,
+      quantized_bias_type: TensorType::FLOAT32,
+    }
+  }
+}
+impl TransposeConvOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<TransposeConvOptions<'b>> {
+    let padding = self.padding;
+    let stride_w = self.stride_w;
+    let stride_h = self.stride_h;
+    let fused_activation_function = self.fused_activation_function;
+    let quantized_bias_type = self.quantized_bias_type;
+    TransposeConvOptions::create(_fbb, &TransposeConvOptionsArgs{
+      padding,
+      stride_w,
+      stride_h,
+      fused_activation_function,
+      quantized_bias_type,
+    })
+  }
+}
 pub enum ExpandDimsOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -10867,6 +16711,10 @@ impl<'a> ExpandDimsOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ExpandDimsOptionsT {
+    ExpandDimsOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for ExpandDimsOptions<'_> {
@@ -10915,6 +16763,25 @@ impl ::core::fmt::Debug for ExpandDimsOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpandDimsOptionsT {
+}
+impl Default for ExpandDimsOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl ExpandDimsOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ExpandDimsOptions<'b>> {
+    ExpandDimsOptions::create(_fbb, &ExpandDimsOptionsArgs{
+    })
+  }
+}
 pub enum SparseToDenseOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -10947,6 +16814,12 @@ impl<'a> SparseToDenseOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SparseToDenseOptionsT {
+    let validate_indices = self.validate_indices();
+    SparseToDenseOptionsT {
+      validate_indices,
+    }
+  }
 
   #[inline]
   pub fn validate_indices(&self) -> bool {
@@ -11011,6 +16884,29 @@ impl ::core::fmt::Debug for SparseToDenseOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseToDenseOptionsT {
+  pub validate_indices: bool,
+}
+impl Default for SparseToDenseOptionsT {
+  fn default() -> Self {
+    Self {
+      validate_indices: false,
+    }
+  }
+}
+impl SparseToDenseOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SparseToDenseOptions<'b>> {
+    let validate_indices = self.validate_indices;
+    SparseToDenseOptions::create(_fbb, &SparseToDenseOptionsArgs{
+      validate_indices,
+    })
+  }
+}
 pub enum EqualOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -11041,6 +16937,10 @@ impl<'a> EqualOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> EqualOptionsT {
+    EqualOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for EqualOptions<'_> {
@@ -11089,6 +16989,25 @@ impl ::core::fmt::Debug for EqualOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct EqualOptionsT {
+}
+impl Default for EqualOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl EqualOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<EqualOptions<'b>> {
+    EqualOptions::create(_fbb, &EqualOptionsArgs{
+    })
+  }
+}
 pub enum NotEqualOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -11119,6 +17038,10 @@ impl<'a> NotEqualOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> NotEqualOptionsT {
+    NotEqualOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for NotEqualOptions<'_> {
@@ -11167,6 +17090,25 @@ impl ::core::fmt::Debug for NotEqualOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotEqualOptionsT {
+}
+impl Default for NotEqualOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl NotEqualOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<NotEqualOptions<'b>> {
+    NotEqualOptions::create(_fbb, &NotEqualOptionsArgs{
+    })
+  }
+}
 pub enum ShapeOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -11199,6 +17141,12 @@ impl<'a> ShapeOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ShapeOptionsT {
+    let out_type = self.out_type();
+    ShapeOptionsT {
+      out_type,
+    }
+  }
 
   #[inline]
   pub fn out_type(&self) -> TensorType {
@@ -11263,6 +17211,29 @@ impl ::core::fmt::Debug for ShapeOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShapeOptionsT {
+  pub out_type: TensorType,
+}
+impl Default for ShapeOptionsT {
+  fn default() -> Self {
+    Self {
+      out_type: TensorType::FLOAT32,
+    }
+  }
+}
+impl ShapeOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ShapeOptions<'b>> {
+    let out_type = self.out_type;
+    ShapeOptions::create(_fbb, &ShapeOptionsArgs{
+      out_type,
+    })
+  }
+}
 pub enum RankOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -11293,6 +17264,10 @@ impl<'a> RankOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> RankOptionsT {
+    RankOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for RankOptions<'_> {
@@ -11341,6 +17316,25 @@ impl ::core::fmt::Debug for RankOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankOptionsT {
+}
+impl Default for RankOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl RankOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<RankOptions<'b>> {
+    RankOptions::create(_fbb, &RankOptionsArgs{
+    })
+  }
+}
 pub enum PowOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -11371,6 +17365,10 @@ impl<'a> PowOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> PowOptionsT {
+    PowOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for PowOptions<'_> {
@@ -11419,6 +17417,25 @@ impl ::core::fmt::Debug for PowOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct PowOptionsT {
+}
+impl Default for PowOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl PowOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<PowOptions<'b>> {
+    PowOptions::create(_fbb, &PowOptionsArgs{
+    })
+  }
+}
 pub enum FakeQuantOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -11457,6 +17474,18 @@ impl<'a> FakeQuantOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> FakeQuantOptionsT {
+    let min = self.min();
+    let max = self.max();
+    let num_bits = self.num_bits();
+    let narrow_range = self.narrow_range();
+    FakeQuantOptionsT {
+      min,
+      max,
+      num_bits,
+      narrow_range,
+    }
+  }
 
   #[inline]
   pub fn min(&self) -> f32 {
@@ -11566,6 +17595,41 @@ impl ::core::fmt::Debug for FakeQuantOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeQuantOptionsT {
+  pub min: f32,
+  pub max: f32,
+  pub num_bits: i32,
+  pub narrow_range: bool,
+}
+impl Default for FakeQuantOptionsT {
+  fn default() -> Self {
+    Self {
+      min: 0.0,
+      max: 0.0,
+      num_bits: 0,
+      narrow_range: false,
+    }
+  }
+}
+impl FakeQuantOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<FakeQuantOptions<'b>> {
+    let min = self.min;
+    let max = self.max;
+    let num_bits = self.num_bits;
+    let narrow_range = self.narrow_range;
+    FakeQuantOptions::create(_fbb, &FakeQuantOptionsArgs{
+      min,
+      max,
+      num_bits,
+      narrow_range,
+    })
+  }
+}
 pub enum PackOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -11600,6 +17664,14 @@ impl<'a> PackOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> PackOptionsT {
+    let values_count = self.values_count();
+    let axis = self.axis();
+    PackOptionsT {
+      values_count,
+      axis,
+    }
+  }
 
   #[inline]
   pub fn values_count(&self) -> i32 {
@@ -11679,6 +17751,33 @@ impl ::core::fmt::Debug for PackOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackOptionsT {
+  pub values_count: i32,
+  pub axis: i32,
+}
+impl Default for PackOptionsT {
+  fn default() -> Self {
+    Self {
+      values_count: 0,
+      axis: 0,
+    }
+  }
+}
+impl PackOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<PackOptions<'b>> {
+    let values_count = self.values_count;
+    let axis = self.axis;
+    PackOptions::create(_fbb, &PackOptionsArgs{
+      values_count,
+      axis,
+    })
+  }
+}
 pub enum LogicalOrOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -11709,6 +17808,10 @@ impl<'a> LogicalOrOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> LogicalOrOptionsT {
+    LogicalOrOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for LogicalOrOptions<'_> {
@@ -11757,6 +17860,25 @@ impl ::core::fmt::Debug for LogicalOrOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogicalOrOptionsT {
+}
+impl Default for LogicalOrOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl LogicalOrOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<LogicalOrOptions<'b>> {
+    LogicalOrOptions::create(_fbb, &LogicalOrOptionsArgs{
+    })
+  }
+}
 pub enum OneHotOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -11789,6 +17911,12 @@ impl<'a> OneHotOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> OneHotOptionsT {
+    let axis = self.axis();
+    OneHotOptionsT {
+      axis,
+    }
+  }
 
   #[inline]
   pub fn axis(&self) -> i32 {
@@ -11853,6 +17981,29 @@ impl ::core::fmt::Debug for OneHotOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct OneHotOptionsT {
+  pub axis: i32,
+}
+impl Default for OneHotOptionsT {
+  fn default() -> Self {
+    Self {
+      axis: 0,
+    }
+  }
+}
+impl OneHotOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<OneHotOptions<'b>> {
+    let axis = self.axis;
+    OneHotOptions::create(_fbb, &OneHotOptionsArgs{
+      axis,
+    })
+  }
+}
 pub enum AbsOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -11883,6 +18034,10 @@ impl<'a> AbsOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> AbsOptionsT {
+    AbsOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for AbsOptions<'_> {
@@ -11931,6 +18086,25 @@ impl ::core::fmt::Debug for AbsOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct AbsOptionsT {
+}
+impl Default for AbsOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl AbsOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<AbsOptions<'b>> {
+    AbsOptions::create(_fbb, &AbsOptionsArgs{
+    })
+  }
+}
 pub enum HardSwishOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -11961,6 +18135,10 @@ impl<'a> HardSwishOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> HardSwishOptionsT {
+    HardSwishOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for HardSwishOptions<'_> {
@@ -12009,6 +18187,25 @@ impl ::core::fmt::Debug for HardSwishOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct HardSwishOptionsT {
+}
+impl Default for HardSwishOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl HardSwishOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<HardSwishOptions<'b>> {
+    HardSwishOptions::create(_fbb, &HardSwishOptionsArgs{
+    })
+  }
+}
 pub enum LogicalAndOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -12039,6 +18236,10 @@ impl<'a> LogicalAndOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> LogicalAndOptionsT {
+    LogicalAndOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for LogicalAndOptions<'_> {
@@ -12087,6 +18288,25 @@ impl ::core::fmt::Debug for LogicalAndOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogicalAndOptionsT {
+}
+impl Default for LogicalAndOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl LogicalAndOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<LogicalAndOptions<'b>> {
+    LogicalAndOptions::create(_fbb, &LogicalAndOptionsArgs{
+    })
+  }
+}
 pub enum LogicalNotOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -12117,6 +18337,10 @@ impl<'a> LogicalNotOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> LogicalNotOptionsT {
+    LogicalNotOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for LogicalNotOptions<'_> {
@@ -12165,6 +18389,25 @@ impl ::core::fmt::Debug for LogicalNotOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogicalNotOptionsT {
+}
+impl Default for LogicalNotOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl LogicalNotOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<LogicalNotOptions<'b>> {
+    LogicalNotOptions::create(_fbb, &LogicalNotOptionsArgs{
+    })
+  }
+}
 pub enum UnpackOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -12199,6 +18442,14 @@ impl<'a> UnpackOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> UnpackOptionsT {
+    let num = self.num();
+    let axis = self.axis();
+    UnpackOptionsT {
+      num,
+      axis,
+    }
+  }
 
   #[inline]
   pub fn num(&self) -> i32 {
@@ -12278,6 +18529,33 @@ impl ::core::fmt::Debug for UnpackOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnpackOptionsT {
+  pub num: i32,
+  pub axis: i32,
+}
+impl Default for UnpackOptionsT {
+  fn default() -> Self {
+    Self {
+      num: 0,
+      axis: 0,
+    }
+  }
+}
+impl UnpackOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<UnpackOptions<'b>> {
+    let num = self.num;
+    let axis = self.axis;
+    UnpackOptions::create(_fbb, &UnpackOptionsArgs{
+      num,
+      axis,
+    })
+  }
+}
 pub enum FloorDivOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -12308,6 +18586,10 @@ impl<'a> FloorDivOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> FloorDivOptionsT {
+    FloorDivOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for FloorDivOptions<'_> {
@@ -12356,6 +18638,25 @@ impl ::core::fmt::Debug for FloorDivOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloorDivOptionsT {
+}
+impl Default for FloorDivOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl FloorDivOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<FloorDivOptions<'b>> {
+    FloorDivOptions::create(_fbb, &FloorDivOptionsArgs{
+    })
+  }
+}
 pub enum SquareOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -12386,6 +18687,10 @@ impl<'a> SquareOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SquareOptionsT {
+    SquareOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for SquareOptions<'_> {
@@ -12434,6 +18739,25 @@ impl ::core::fmt::Debug for SquareOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SquareOptionsT {
+}
+impl Default for SquareOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl SquareOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SquareOptions<'b>> {
+    SquareOptions::create(_fbb, &SquareOptionsArgs{
+    })
+  }
+}
 pub enum ZerosLikeOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -12464,6 +18788,10 @@ impl<'a> ZerosLikeOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ZerosLikeOptionsT {
+    ZerosLikeOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for ZerosLikeOptions<'_> {
@@ -12512,6 +18840,25 @@ impl ::core::fmt::Debug for ZerosLikeOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZerosLikeOptionsT {
+}
+impl Default for ZerosLikeOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl ZerosLikeOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ZerosLikeOptions<'b>> {
+    ZerosLikeOptions::create(_fbb, &ZerosLikeOptionsArgs{
+    })
+  }
+}
 pub enum FillOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -12542,6 +18889,10 @@ impl<'a> FillOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> FillOptionsT {
+    FillOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for FillOptions<'_> {
@@ -12590,6 +18941,25 @@ impl ::core::fmt::Debug for FillOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct FillOptionsT {
+}
+impl Default for FillOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl FillOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<FillOptions<'b>> {
+    FillOptions::create(_fbb, &FillOptionsArgs{
+    })
+  }
+}
 pub enum FloorModOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -12620,6 +18990,10 @@ impl<'a> FloorModOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> FloorModOptionsT {
+    FloorModOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for FloorModOptions<'_> {
@@ -12668,6 +19042,25 @@ impl ::core::fmt::Debug for FloorModOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloorModOptionsT {
+}
+impl Default for FloorModOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl FloorModOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<FloorModOptions<'b>> {
+    FloorModOptions::create(_fbb, &FloorModOptionsArgs{
+    })
+  }
+}
 pub enum RangeOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -12698,6 +19091,10 @@ impl<'a> RangeOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> RangeOptionsT {
+    RangeOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for RangeOptions<'_> {
@@ -12746,6 +19143,25 @@ impl ::core::fmt::Debug for RangeOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeOptionsT {
+}
+impl Default for RangeOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl RangeOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<RangeOptions<'b>> {
+    RangeOptions::create(_fbb, &RangeOptionsArgs{
+    })
+  }
+}
 pub enum LeakyReluOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -12778,6 +19194,12 @@ impl<'a> LeakyReluOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> LeakyReluOptionsT {
+    let alpha = self.alpha();
+    LeakyReluOptionsT {
+      alpha,
+    }
+  }
 
   #[inline]
   pub fn alpha(&self) -> f32 {
@@ -12842,6 +19264,29 @@ impl ::core::fmt::Debug for LeakyReluOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeakyReluOptionsT {
+  pub alpha: f32,
+}
+impl Default for LeakyReluOptionsT {
+  fn default() -> Self {
+    Self {
+      alpha: 0.0,
+    }
+  }
+}
+impl LeakyReluOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<LeakyReluOptions<'b>> {
+    let alpha = self.alpha;
+    LeakyReluOptions::create(_fbb, &LeakyReluOptionsArgs{
+      alpha,
+    })
+  }
+}
 pub enum SquaredDifferenceOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -12872,6 +19317,10 @@ impl<'a> SquaredDifferenceOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SquaredDifferenceOptionsT {
+    SquaredDifferenceOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for SquaredDifferenceOptions<'_> {
@@ -12920,6 +19369,25 @@ impl ::core::fmt::Debug for SquaredDifferenceOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SquaredDifferenceOptionsT {
+}
+impl Default for SquaredDifferenceOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl SquaredDifferenceOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SquaredDifferenceOptions<'b>> {
+    SquaredDifferenceOptions::create(_fbb, &SquaredDifferenceOptionsArgs{
+    })
+  }
+}
 pub enum MirrorPadOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -12952,6 +19420,12 @@ impl<'a> MirrorPadOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> MirrorPadOptionsT {
+    let mode = self.mode();
+    MirrorPadOptionsT {
+      mode,
+    }
+  }
 
   #[inline]
   pub fn mode(&self) -> MirrorPadMode {
@@ -13016,6 +19490,29 @@ impl ::core::fmt::Debug for MirrorPadOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorPadOptionsT {
+  pub mode: MirrorPadMode,
+}
+impl Default for MirrorPadOptionsT {
+  fn default() -> Self {
+    Self {
+      mode: MirrorPadMode::REFLECT,
+    }
+  }
+}
+impl MirrorPadOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<MirrorPadOptions<'b>> {
+    let mode = self.mode;
+    MirrorPadOptions::create(_fbb, &MirrorPadOptionsArgs{
+      mode,
+    })
+  }
+}
 pub enum UniqueOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -13048,6 +19545,12 @@ impl<'a> UniqueOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> UniqueOptionsT {
+    let idx_out_type = self.idx_out_type();
+    UniqueOptionsT {
+      idx_out_type,
+    }
+  }
 
   #[inline]
   pub fn idx_out_type(&self) -> TensorType {
@@ -13112,6 +19615,29 @@ impl ::core::fmt::Debug for UniqueOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct UniqueOptionsT {
+  pub idx_out_type: TensorType,
+}
+impl Default for UniqueOptionsT {
+  fn default() -> Self {
+    Self {
+      idx_out_type: TensorType::INT32,
+    }
+  }
+}
+impl UniqueOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<UniqueOptions<'b>> {
+    let idx_out_type = self.idx_out_type;
+    UniqueOptions::create(_fbb, &UniqueOptionsArgs{
+      idx_out_type,
+    })
+  }
+}
 pub enum ReverseV2OptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -13142,6 +19668,10 @@ impl<'a> ReverseV2Options<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ReverseV2OptionsT {
+    ReverseV2OptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for ReverseV2Options<'_> {
@@ -13190,6 +19720,25 @@ impl ::core::fmt::Debug for ReverseV2Options<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReverseV2OptionsT {
+}
+impl Default for ReverseV2OptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl ReverseV2OptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ReverseV2Options<'b>> {
+    ReverseV2Options::create(_fbb, &ReverseV2OptionsArgs{
+    })
+  }
+}
 pub enum AddNOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -13220,6 +19769,10 @@ impl<'a> AddNOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> AddNOptionsT {
+    AddNOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for AddNOptions<'_> {
@@ -13268,6 +19821,25 @@ impl ::core::fmt::Debug for AddNOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddNOptionsT {
+}
+impl Default for AddNOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl AddNOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<AddNOptions<'b>> {
+    AddNOptions::create(_fbb, &AddNOptionsArgs{
+    })
+  }
+}
 pub enum GatherNdOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -13298,6 +19870,10 @@ impl<'a> GatherNdOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> GatherNdOptionsT {
+    GatherNdOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for GatherNdOptions<'_> {
@@ -13346,6 +19922,25 @@ impl ::core::fmt::Debug for GatherNdOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatherNdOptionsT {
+}
+impl Default for GatherNdOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl GatherNdOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<GatherNdOptions<'b>> {
+    GatherNdOptions::create(_fbb, &GatherNdOptionsArgs{
+    })
+  }
+}
 pub enum WhereOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -13376,6 +19971,10 @@ impl<'a> WhereOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> WhereOptionsT {
+    WhereOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for WhereOptions<'_> {
@@ -13424,6 +20023,25 @@ impl ::core::fmt::Debug for WhereOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct WhereOptionsT {
+}
+impl Default for WhereOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl WhereOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<WhereOptions<'b>> {
+    WhereOptions::create(_fbb, &WhereOptionsArgs{
+    })
+  }
+}
 pub enum ReverseSequenceOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -13458,6 +20076,14 @@ impl<'a> ReverseSequenceOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ReverseSequenceOptionsT {
+    let seq_dim = self.seq_dim();
+    let batch_dim = self.batch_dim();
+    ReverseSequenceOptionsT {
+      seq_dim,
+      batch_dim,
+    }
+  }
 
   #[inline]
   pub fn seq_dim(&self) -> i32 {
@@ -13537,6 +20163,33 @@ impl ::core::fmt::Debug for ReverseSequenceOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReverseSequenceOptionsT {
+  pub seq_dim: i32,
+  pub batch_dim: i32,
+}
+impl Default for ReverseSequenceOptionsT {
+  fn default() -> Self {
+    Self {
+      seq_dim: 0,
+      batch_dim: 0,
+    }
+  }
+}
+impl ReverseSequenceOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ReverseSequenceOptions<'b>> {
+    let seq_dim = self.seq_dim;
+    let batch_dim = self.batch_dim;
+    ReverseSequenceOptions::create(_fbb, &ReverseSequenceOptionsArgs{
+      seq_dim,
+      batch_dim,
+    })
+  }
+}
 pub enum MatrixDiagOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -13567,6 +20220,10 @@ impl<'a> MatrixDiagOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> MatrixDiagOptionsT {
+    MatrixDiagOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for MatrixDiagOptions<'_> {
@@ -13615,6 +20272,25 @@ impl ::core::fmt::Debug for MatrixDiagOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatrixDiagOptionsT {
+}
+impl Default for MatrixDiagOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl MatrixDiagOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<MatrixDiagOptions<'b>> {
+    MatrixDiagOptions::create(_fbb, &MatrixDiagOptionsArgs{
+    })
+  }
+}
 pub enum QuantizeOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -13645,6 +20321,10 @@ impl<'a> QuantizeOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> QuantizeOptionsT {
+    QuantizeOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for QuantizeOptions<'_> {
@@ -13693,6 +20373,25 @@ impl ::core::fmt::Debug for QuantizeOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizeOptionsT {
+}
+impl Default for QuantizeOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl QuantizeOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<QuantizeOptions<'b>> {
+    QuantizeOptions::create(_fbb, &QuantizeOptionsArgs{
+    })
+  }
+}
 pub enum MatrixSetDiagOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -13723,6 +20422,10 @@ impl<'a> MatrixSetDiagOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> MatrixSetDiagOptionsT {
+    MatrixSetDiagOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for MatrixSetDiagOptions<'_> {
@@ -13771,6 +20474,25 @@ impl ::core::fmt::Debug for MatrixSetDiagOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatrixSetDiagOptionsT {
+}
+impl Default for MatrixSetDiagOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl MatrixSetDiagOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<MatrixSetDiagOptions<'b>> {
+    MatrixSetDiagOptions::create(_fbb, &MatrixSetDiagOptionsArgs{
+    })
+  }
+}
 pub enum IfOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -13805,6 +20527,14 @@ impl<'a> IfOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> IfOptionsT {
+    let then_subgraph_index = self.then_subgraph_index();
+    let else_subgraph_index = self.else_subgraph_index();
+    IfOptionsT {
+      then_subgraph_index,
+      else_subgraph_index,
+    }
+  }
 
   #[inline]
   pub fn then_subgraph_index(&self) -> i32 {
@@ -13884,6 +20614,33 @@ impl ::core::fmt::Debug for IfOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct IfOptionsT {
+  pub then_subgraph_index: i32,
+  pub else_subgraph_index: i32,
+}
+impl Default for IfOptionsT {
+  fn default() -> Self {
+    Self {
+      then_subgraph_index: 0,
+      else_subgraph_index: 0,
+    }
+  }
+}
+impl IfOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<IfOptions<'b>> {
+    let then_subgraph_index = self.then_subgraph_index;
+    let else_subgraph_index = self.else_subgraph_index;
+    IfOptions::create(_fbb, &IfOptionsArgs{
+      then_subgraph_index,
+      else_subgraph_index,
+    })
+  }
+}
 pub enum CallOnceOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -13916,6 +20673,12 @@ impl<'a> CallOnceOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> CallOnceOptionsT {
+    let init_subgraph_index = self.init_subgraph_index();
+    CallOnceOptionsT {
+      init_subgraph_index,
+    }
+  }
 
   #[inline]
   pub fn init_subgraph_index(&self) -> i32 {
@@ -13980,6 +20743,29 @@ impl ::core::fmt::Debug for CallOnceOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallOnceOptionsT {
+  pub init_subgraph_index: i32,
+}
+impl Default for CallOnceOptionsT {
+  fn default() -> Self {
+    Self {
+      init_subgraph_index: 0,
+    }
+  }
+}
+impl CallOnceOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<CallOnceOptions<'b>> {
+    let init_subgraph_index = self.init_subgraph_index;
+    CallOnceOptions::create(_fbb, &CallOnceOptionsArgs{
+      init_subgraph_index,
+    })
+  }
+}
 pub enum WhileOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -14014,6 +20800,14 @@ impl<'a> WhileOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> WhileOptionsT {
+    let cond_subgraph_index = self.cond_subgraph_index();
+    let body_subgraph_index = self.body_subgraph_index();
+    WhileOptionsT {
+      cond_subgraph_index,
+      body_subgraph_index,
+    }
+  }
 
   #[inline]
   pub fn cond_subgraph_index(&self) -> i32 {
@@ -14093,6 +20887,33 @@ impl ::core::fmt::Debug for WhileOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct WhileOptionsT {
+  pub cond_subgraph_index: i32,
+  pub body_subgraph_index: i32,
+}
+impl Default for WhileOptionsT {
+  fn default() -> Self {
+    Self {
+      cond_subgraph_index: 0,
+      body_subgraph_index: 0,
+    }
+  }
+}
+impl WhileOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<WhileOptions<'b>> {
+    let cond_subgraph_index = self.cond_subgraph_index;
+    let body_subgraph_index = self.body_subgraph_index;
+    WhileOptions::create(_fbb, &WhileOptionsArgs{
+      cond_subgraph_index,
+      body_subgraph_index,
+    })
+  }
+}
 pub enum NonMaxSuppressionV4OptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -14123,6 +20944,10 @@ impl<'a> NonMaxSuppressionV4Options<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> NonMaxSuppressionV4OptionsT {
+    NonMaxSuppressionV4OptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for NonMaxSuppressionV4Options<'_> {
@@ -14171,6 +20996,25 @@ impl ::core::fmt::Debug for NonMaxSuppressionV4Options<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct NonMaxSuppressionV4OptionsT {
+}
+impl Default for NonMaxSuppressionV4OptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl NonMaxSuppressionV4OptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<NonMaxSuppressionV4Options<'b>> {
+    NonMaxSuppressionV4Options::create(_fbb, &NonMaxSuppressionV4OptionsArgs{
+    })
+  }
+}
 pub enum NonMaxSuppressionV5OptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -14201,6 +21045,10 @@ impl<'a> NonMaxSuppressionV5Options<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> NonMaxSuppressionV5OptionsT {
+    NonMaxSuppressionV5OptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for NonMaxSuppressionV5Options<'_> {
@@ -14249,6 +21097,25 @@ impl ::core::fmt::Debug for NonMaxSuppressionV5Options<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct NonMaxSuppressionV5OptionsT {
+}
+impl Default for NonMaxSuppressionV5OptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl NonMaxSuppressionV5OptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<NonMaxSuppressionV5Options<'b>> {
+    NonMaxSuppressionV5Options::create(_fbb, &NonMaxSuppressionV5OptionsArgs{
+    })
+  }
+}
 pub enum ScatterNdOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -14279,6 +21146,10 @@ impl<'a> ScatterNdOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ScatterNdOptionsT {
+    ScatterNdOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for ScatterNdOptions<'_> {
@@ -14327,6 +21198,25 @@ impl ::core::fmt::Debug for ScatterNdOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScatterNdOptionsT {
+}
+impl Default for ScatterNdOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl ScatterNdOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ScatterNdOptions<'b>> {
+    ScatterNdOptions::create(_fbb, &ScatterNdOptionsArgs{
+    })
+  }
+}
 pub enum SelectV2OptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -14357,6 +21247,10 @@ impl<'a> SelectV2Options<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SelectV2OptionsT {
+    SelectV2OptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for SelectV2Options<'_> {
@@ -14405,6 +21299,25 @@ impl ::core::fmt::Debug for SelectV2Options<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelectV2OptionsT {
+}
+impl Default for SelectV2OptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl SelectV2OptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SelectV2Options<'b>> {
+    SelectV2Options::create(_fbb, &SelectV2OptionsArgs{
+    })
+  }
+}
 pub enum DensifyOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -14435,6 +21348,10 @@ impl<'a> DensifyOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> DensifyOptionsT {
+    DensifyOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for DensifyOptions<'_> {
@@ -14483,6 +21400,25 @@ impl ::core::fmt::Debug for DensifyOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct DensifyOptionsT {
+}
+impl Default for DensifyOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl DensifyOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<DensifyOptions<'b>> {
+    DensifyOptions::create(_fbb, &DensifyOptionsArgs{
+    })
+  }
+}
 pub enum SegmentSumOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -14513,6 +21449,10 @@ impl<'a> SegmentSumOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SegmentSumOptionsT {
+    SegmentSumOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for SegmentSumOptions<'_> {
@@ -14561,6 +21501,25 @@ impl ::core::fmt::Debug for SegmentSumOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentSumOptionsT {
+}
+impl Default for SegmentSumOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl SegmentSumOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SegmentSumOptions<'b>> {
+    SegmentSumOptions::create(_fbb, &SegmentSumOptionsArgs{
+    })
+  }
+}
 pub enum BatchMatMulOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -14597,6 +21556,16 @@ impl<'a> BatchMatMulOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> BatchMatMulOptionsT {
+    let adj_x = self.adj_x();
+    let adj_y = self.adj_y();
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs();
+    BatchMatMulOptionsT {
+      adj_x,
+      adj_y,
+      asymmetric_quantize_inputs,
+    }
+  }
 
   #[inline]
   pub fn adj_x(&self) -> bool {
@@ -14691,6 +21660,37 @@ impl ::core::fmt::Debug for BatchMatMulOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchMatMulOptionsT {
+  pub adj_x: bool,
+  pub adj_y: bool,
+  pub asymmetric_quantize_inputs: bool,
+}
+impl Default for BatchMatMulOptionsT {
+  fn default() -> Self {
+    Self {
+      adj_x: false,
+      adj_y: false,
+      asymmetric_quantize_inputs: false,
+    }
+  }
+}
+impl BatchMatMulOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<BatchMatMulOptions<'b>> {
+    let adj_x = self.adj_x;
+    let adj_y = self.adj_y;
+    let asymmetric_quantize_inputs = self.asymmetric_quantize_inputs;
+    BatchMatMulOptions::create(_fbb, &BatchMatMulOptionsArgs{
+      adj_x,
+      adj_y,
+      asymmetric_quantize_inputs,
+    })
+  }
+}
 pub enum CumsumOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -14725,6 +21725,14 @@ impl<'a> CumsumOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> CumsumOptionsT {
+    let exclusive = self.exclusive();
+    let reverse = self.reverse();
+    CumsumOptionsT {
+      exclusive,
+      reverse,
+    }
+  }
 
   #[inline]
   pub fn exclusive(&self) -> bool {
@@ -14804,6 +21812,33 @@ impl ::core::fmt::Debug for CumsumOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct CumsumOptionsT {
+  pub exclusive: bool,
+  pub reverse: bool,
+}
+impl Default for CumsumOptionsT {
+  fn default() -> Self {
+    Self {
+      exclusive: false,
+      reverse: false,
+    }
+  }
+}
+impl CumsumOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<CumsumOptions<'b>> {
+    let exclusive = self.exclusive;
+    let reverse = self.reverse;
+    CumsumOptions::create(_fbb, &CumsumOptionsArgs{
+      exclusive,
+      reverse,
+    })
+  }
+}
 pub enum BroadcastToOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -14834,6 +21869,10 @@ impl<'a> BroadcastToOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> BroadcastToOptionsT {
+    BroadcastToOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for BroadcastToOptions<'_> {
@@ -14882,6 +21921,25 @@ impl ::core::fmt::Debug for BroadcastToOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct BroadcastToOptionsT {
+}
+impl Default for BroadcastToOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl BroadcastToOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<BroadcastToOptions<'b>> {
+    BroadcastToOptions::create(_fbb, &BroadcastToOptionsArgs{
+    })
+  }
+}
 pub enum Rfft2dOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -14912,6 +21970,10 @@ impl<'a> Rfft2dOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> Rfft2dOptionsT {
+    Rfft2dOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for Rfft2dOptions<'_> {
@@ -14960,6 +22022,25 @@ impl ::core::fmt::Debug for Rfft2dOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rfft2dOptionsT {
+}
+impl Default for Rfft2dOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl Rfft2dOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<Rfft2dOptions<'b>> {
+    Rfft2dOptions::create(_fbb, &Rfft2dOptionsArgs{
+    })
+  }
+}
 pub enum HashtableOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -14996,6 +22077,16 @@ impl<'a> HashtableOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> HashtableOptionsT {
+    let table_id = self.table_id();
+    let key_dtype = self.key_dtype();
+    let value_dtype = self.value_dtype();
+    HashtableOptionsT {
+      table_id,
+      key_dtype,
+      value_dtype,
+    }
+  }
 
   #[inline]
   pub fn table_id(&self) -> i32 {
@@ -15090,6 +22181,37 @@ impl ::core::fmt::Debug for HashtableOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct HashtableOptionsT {
+  pub table_id: i32,
+  pub key_dtype: TensorType,
+  pub value_dtype: TensorType,
+}
+impl Default for HashtableOptionsT {
+  fn default() -> Self {
+    Self {
+      table_id: 0,
+      key_dtype: TensorType::FLOAT32,
+      value_dtype: TensorType::FLOAT32,
+    }
+  }
+}
+impl HashtableOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<HashtableOptions<'b>> {
+    let table_id = self.table_id;
+    let key_dtype = self.key_dtype;
+    let value_dtype = self.value_dtype;
+    HashtableOptions::create(_fbb, &HashtableOptionsArgs{
+      table_id,
+      key_dtype,
+      value_dtype,
+    })
+  }
+}
 pub enum HashtableFindOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -15120,6 +22242,10 @@ impl<'a> HashtableFindOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> HashtableFindOptionsT {
+    HashtableFindOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for HashtableFindOptions<'_> {
@@ -15168,6 +22294,25 @@ impl ::core::fmt::Debug for HashtableFindOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct HashtableFindOptionsT {
+}
+impl Default for HashtableFindOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl HashtableFindOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<HashtableFindOptions<'b>> {
+    HashtableFindOptions::create(_fbb, &HashtableFindOptionsArgs{
+    })
+  }
+}
 pub enum HashtableImportOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -15198,6 +22343,10 @@ impl<'a> HashtableImportOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> HashtableImportOptionsT {
+    HashtableImportOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for HashtableImportOptions<'_> {
@@ -15246,6 +22395,25 @@ impl ::core::fmt::Debug for HashtableImportOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct HashtableImportOptionsT {
+}
+impl Default for HashtableImportOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl HashtableImportOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<HashtableImportOptions<'b>> {
+    HashtableImportOptions::create(_fbb, &HashtableImportOptionsArgs{
+    })
+  }
+}
 pub enum HashtableSizeOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -15276,6 +22444,10 @@ impl<'a> HashtableSizeOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> HashtableSizeOptionsT {
+    HashtableSizeOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for HashtableSizeOptions<'_> {
@@ -15324,6 +22496,25 @@ impl ::core::fmt::Debug for HashtableSizeOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct HashtableSizeOptionsT {
+}
+impl Default for HashtableSizeOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl HashtableSizeOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<HashtableSizeOptions<'b>> {
+    HashtableSizeOptions::create(_fbb, &HashtableSizeOptionsArgs{
+    })
+  }
+}
 pub enum VarHandleOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -15358,6 +22549,18 @@ impl<'a> VarHandleOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> VarHandleOptionsT {
+    let container = self.container().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let shared_name = self.shared_name().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    VarHandleOptionsT {
+      container,
+      shared_name,
+    }
+  }
 
   #[inline]
   pub fn container(&self) -> Option<&'a str> {
@@ -15437,6 +22640,37 @@ impl ::core::fmt::Debug for VarHandleOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct VarHandleOptionsT {
+  pub container: Option<alloc::string::String>,
+  pub shared_name: Option<alloc::string::String>,
+}
+impl Default for VarHandleOptionsT {
+  fn default() -> Self {
+    Self {
+      container: None,
+      shared_name: None,
+    }
+  }
+}
+impl VarHandleOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<VarHandleOptions<'b>> {
+    let container = self.container.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let shared_name = self.shared_name.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    VarHandleOptions::create(_fbb, &VarHandleOptionsArgs{
+      container,
+      shared_name,
+    })
+  }
+}
 pub enum ReadVariableOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -15467,6 +22701,10 @@ impl<'a> ReadVariableOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ReadVariableOptionsT {
+    ReadVariableOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for ReadVariableOptions<'_> {
@@ -15515,6 +22753,25 @@ impl ::core::fmt::Debug for ReadVariableOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadVariableOptionsT {
+}
+impl Default for ReadVariableOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl ReadVariableOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ReadVariableOptions<'b>> {
+    ReadVariableOptions::create(_fbb, &ReadVariableOptionsArgs{
+    })
+  }
+}
 pub enum AssignVariableOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -15545,6 +22802,10 @@ impl<'a> AssignVariableOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> AssignVariableOptionsT {
+    AssignVariableOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for AssignVariableOptions<'_> {
@@ -15593,6 +22854,25 @@ impl ::core::fmt::Debug for AssignVariableOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssignVariableOptionsT {
+}
+impl Default for AssignVariableOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl AssignVariableOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<AssignVariableOptions<'b>> {
+    AssignVariableOptions::create(_fbb, &AssignVariableOptionsArgs{
+    })
+  }
+}
 pub enum RandomOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -15627,6 +22907,14 @@ impl<'a> RandomOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> RandomOptionsT {
+    let seed = self.seed();
+    let seed2 = self.seed2();
+    RandomOptionsT {
+      seed,
+      seed2,
+    }
+  }
 
   #[inline]
   pub fn seed(&self) -> i64 {
@@ -15706,6 +22994,33 @@ impl ::core::fmt::Debug for RandomOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct RandomOptionsT {
+  pub seed: i64,
+  pub seed2: i64,
+}
+impl Default for RandomOptionsT {
+  fn default() -> Self {
+    Self {
+      seed: 0,
+      seed2: 0,
+    }
+  }
+}
+impl RandomOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<RandomOptions<'b>> {
+    let seed = self.seed;
+    let seed2 = self.seed2;
+    RandomOptions::create(_fbb, &RandomOptionsArgs{
+      seed,
+      seed2,
+    })
+  }
+}
 pub enum BucketizeOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -15738,6 +23053,14 @@ impl<'a> BucketizeOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> BucketizeOptionsT {
+    let boundaries = self.boundaries().map(|x| {
+      x.into_iter().collect()
+    });
+    BucketizeOptionsT {
+      boundaries,
+    }
+  }
 
   #[inline]
   pub fn boundaries(&self) -> Option<::flatbuffers::Vector<'a, f32>> {
@@ -15802,6 +23125,31 @@ impl ::core::fmt::Debug for BucketizeOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketizeOptionsT {
+  pub boundaries: Option<alloc::vec::Vec<f32>>,
+}
+impl Default for BucketizeOptionsT {
+  fn default() -> Self {
+    Self {
+      boundaries: None,
+    }
+  }
+}
+impl BucketizeOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<BucketizeOptions<'b>> {
+    let boundaries = self.boundaries.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    BucketizeOptions::create(_fbb, &BucketizeOptionsArgs{
+      boundaries,
+    })
+  }
+}
 pub enum GeluOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -15834,6 +23182,12 @@ impl<'a> GeluOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> GeluOptionsT {
+    let approximate = self.approximate();
+    GeluOptionsT {
+      approximate,
+    }
+  }
 
   #[inline]
   pub fn approximate(&self) -> bool {
@@ -15898,6 +23252,29 @@ impl ::core::fmt::Debug for GeluOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeluOptionsT {
+  pub approximate: bool,
+}
+impl Default for GeluOptionsT {
+  fn default() -> Self {
+    Self {
+      approximate: false,
+    }
+  }
+}
+impl GeluOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<GeluOptions<'b>> {
+    let approximate = self.approximate;
+    GeluOptions::create(_fbb, &GeluOptionsArgs{
+      approximate,
+    })
+  }
+}
 pub enum DynamicUpdateSliceOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -15928,6 +23305,10 @@ impl<'a> DynamicUpdateSliceOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> DynamicUpdateSliceOptionsT {
+    DynamicUpdateSliceOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for DynamicUpdateSliceOptions<'_> {
@@ -15976,6 +23357,25 @@ impl ::core::fmt::Debug for DynamicUpdateSliceOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct DynamicUpdateSliceOptionsT {
+}
+impl Default for DynamicUpdateSliceOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl DynamicUpdateSliceOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<DynamicUpdateSliceOptions<'b>> {
+    DynamicUpdateSliceOptions::create(_fbb, &DynamicUpdateSliceOptionsArgs{
+    })
+  }
+}
 pub enum UnsortedSegmentProdOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -16006,6 +23406,10 @@ impl<'a> UnsortedSegmentProdOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> UnsortedSegmentProdOptionsT {
+    UnsortedSegmentProdOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for UnsortedSegmentProdOptions<'_> {
@@ -16054,6 +23458,25 @@ impl ::core::fmt::Debug for UnsortedSegmentProdOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnsortedSegmentProdOptionsT {
+}
+impl Default for UnsortedSegmentProdOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl UnsortedSegmentProdOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<UnsortedSegmentProdOptions<'b>> {
+    UnsortedSegmentProdOptions::create(_fbb, &UnsortedSegmentProdOptionsArgs{
+    })
+  }
+}
 pub enum UnsortedSegmentMaxOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -16084,6 +23507,10 @@ impl<'a> UnsortedSegmentMaxOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> UnsortedSegmentMaxOptionsT {
+    UnsortedSegmentMaxOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for UnsortedSegmentMaxOptions<'_> {
@@ -16132,6 +23559,25 @@ impl ::core::fmt::Debug for UnsortedSegmentMaxOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnsortedSegmentMaxOptionsT {
+}
+impl Default for UnsortedSegmentMaxOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl UnsortedSegmentMaxOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<UnsortedSegmentMaxOptions<'b>> {
+    UnsortedSegmentMaxOptions::create(_fbb, &UnsortedSegmentMaxOptionsArgs{
+    })
+  }
+}
 pub enum UnsortedSegmentSumOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -16162,6 +23608,10 @@ impl<'a> UnsortedSegmentSumOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> UnsortedSegmentSumOptionsT {
+    UnsortedSegmentSumOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for UnsortedSegmentSumOptions<'_> {
@@ -16210,6 +23660,25 @@ impl ::core::fmt::Debug for UnsortedSegmentSumOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnsortedSegmentSumOptionsT {
+}
+impl Default for UnsortedSegmentSumOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl UnsortedSegmentSumOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<UnsortedSegmentSumOptions<'b>> {
+    UnsortedSegmentSumOptions::create(_fbb, &UnsortedSegmentSumOptionsArgs{
+    })
+  }
+}
 pub enum ATan2OptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -16240,6 +23709,10 @@ impl<'a> ATan2Options<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ATan2OptionsT {
+    ATan2OptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for ATan2Options<'_> {
@@ -16288,6 +23761,25 @@ impl ::core::fmt::Debug for ATan2Options<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ATan2OptionsT {
+}
+impl Default for ATan2OptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl ATan2OptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<ATan2Options<'b>> {
+    ATan2Options::create(_fbb, &ATan2OptionsArgs{
+    })
+  }
+}
 pub enum UnsortedSegmentMinOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -16318,6 +23810,10 @@ impl<'a> UnsortedSegmentMinOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> UnsortedSegmentMinOptionsT {
+    UnsortedSegmentMinOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for UnsortedSegmentMinOptions<'_> {
@@ -16366,6 +23862,25 @@ impl ::core::fmt::Debug for UnsortedSegmentMinOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnsortedSegmentMinOptionsT {
+}
+impl Default for UnsortedSegmentMinOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl UnsortedSegmentMinOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<UnsortedSegmentMinOptions<'b>> {
+    UnsortedSegmentMinOptions::create(_fbb, &UnsortedSegmentMinOptionsArgs{
+    })
+  }
+}
 pub enum SignOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -16396,6 +23911,10 @@ impl<'a> SignOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SignOptionsT {
+    SignOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for SignOptions<'_> {
@@ -16444,6 +23963,25 @@ impl ::core::fmt::Debug for SignOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignOptionsT {
+}
+impl Default for SignOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl SignOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SignOptions<'b>> {
+    SignOptions::create(_fbb, &SignOptionsArgs{
+    })
+  }
+}
 pub enum BitcastOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -16474,6 +24012,10 @@ impl<'a> BitcastOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> BitcastOptionsT {
+    BitcastOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for BitcastOptions<'_> {
@@ -16522,6 +24064,25 @@ impl ::core::fmt::Debug for BitcastOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct BitcastOptionsT {
+}
+impl Default for BitcastOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl BitcastOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<BitcastOptions<'b>> {
+    BitcastOptions::create(_fbb, &BitcastOptionsArgs{
+    })
+  }
+}
 pub enum BitwiseXorOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -16552,6 +24113,10 @@ impl<'a> BitwiseXorOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> BitwiseXorOptionsT {
+    BitwiseXorOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for BitwiseXorOptions<'_> {
@@ -16600,6 +24165,25 @@ impl ::core::fmt::Debug for BitwiseXorOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct BitwiseXorOptionsT {
+}
+impl Default for BitwiseXorOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl BitwiseXorOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<BitwiseXorOptions<'b>> {
+    BitwiseXorOptions::create(_fbb, &BitwiseXorOptionsArgs{
+    })
+  }
+}
 pub enum RightShiftOptionsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -16630,6 +24214,10 @@ impl<'a> RightShiftOptions<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> RightShiftOptionsT {
+    RightShiftOptionsT {
+    }
+  }
 }
 
 impl ::flatbuffers::Verifiable for RightShiftOptions<'_> {
@@ -16678,6 +24266,25 @@ impl ::core::fmt::Debug for RightShiftOptions<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct RightShiftOptionsT {
+}
+impl Default for RightShiftOptionsT {
+  fn default() -> Self {
+    Self {
+    }
+  }
+}
+impl RightShiftOptionsT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<RightShiftOptions<'b>> {
+    RightShiftOptions::create(_fbb, &RightShiftOptionsArgs{
+    })
+  }
+}
 pub enum OperatorCodeOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -16716,6 +24323,20 @@ impl<'a> OperatorCode<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> OperatorCodeT {
+    let deprecated_builtin_code = self.deprecated_builtin_code();
+    let custom_code = self.custom_code().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let version = self.version();
+    let builtin_code = self.builtin_code();
+    OperatorCodeT {
+      deprecated_builtin_code,
+      custom_code,
+      version,
+      builtin_code,
+    }
+  }
 
   #[inline]
   pub fn deprecated_builtin_code(&self) -> i8 {
@@ -16825,6 +24446,43 @@ impl ::core::fmt::Debug for OperatorCode<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorCodeT {
+  pub deprecated_builtin_code: i8,
+  pub custom_code: Option<alloc::string::String>,
+  pub version: i32,
+  pub builtin_code: BuiltinOperator,
+}
+impl Default for OperatorCodeT {
+  fn default() -> Self {
+    Self {
+      deprecated_builtin_code: 0,
+      custom_code: None,
+      version: 1,
+      builtin_code: BuiltinOperator::ADD,
+    }
+  }
+}
+impl OperatorCodeT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<OperatorCode<'b>> {
+    let deprecated_builtin_code = self.deprecated_builtin_code;
+    let custom_code = self.custom_code.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let version = self.version;
+    let builtin_code = self.builtin_code;
+    OperatorCode::create(_fbb, &OperatorCodeArgs{
+      deprecated_builtin_code,
+      custom_code,
+      version,
+      builtin_code,
+    })
+  }
+}
 pub enum OperatorOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -16877,6 +24535,673 @@ impl<'a> Operator<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> OperatorT {
+    let opcode_index = self.opcode_index();
+    let inputs = self.inputs().map(|x| {
+      x.into_iter().collect()
+    });
+    let outputs = self.outputs().map(|x| {
+      x.into_iter().collect()
+    });
+    let builtin_options = match self.builtin_options_type() {
+      BuiltinOptions::NONE => BuiltinOptionsT::NONE,
+      BuiltinOptions::Conv2DOptions => BuiltinOptionsT::Conv2DOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_conv_2_doptions()
+            .expect("Invalid union table, expected `BuiltinOptions::Conv2DOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::DepthwiseConv2DOptions => BuiltinOptionsT::DepthwiseConv2DOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_depthwise_conv_2_doptions()
+            .expect("Invalid union table, expected `BuiltinOptions::DepthwiseConv2DOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::ConcatEmbeddingsOptions => BuiltinOptionsT::ConcatEmbeddingsOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_concat_embeddings_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ConcatEmbeddingsOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::LSHProjectionOptions => BuiltinOptionsT::LSHProjectionOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_lshprojection_options()
+            .expect("Invalid union table, expected `BuiltinOptions::LSHProjectionOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::Pool2DOptions => BuiltinOptionsT::Pool2DOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_pool_2_doptions()
+            .expect("Invalid union table, expected `BuiltinOptions::Pool2DOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::SVDFOptions => BuiltinOptionsT::SVDFOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_svdfoptions()
+            .expect("Invalid union table, expected `BuiltinOptions::SVDFOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::RNNOptions => BuiltinOptionsT::RNNOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_rnnoptions()
+            .expect("Invalid union table, expected `BuiltinOptions::RNNOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::FullyConnectedOptions => BuiltinOptionsT::FullyConnectedOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_fully_connected_options()
+            .expect("Invalid union table, expected `BuiltinOptions::FullyConnectedOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::SoftmaxOptions => BuiltinOptionsT::SoftmaxOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_softmax_options()
+            .expect("Invalid union table, expected `BuiltinOptions::SoftmaxOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::ConcatenationOptions => BuiltinOptionsT::ConcatenationOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_concatenation_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ConcatenationOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::AddOptions => BuiltinOptionsT::AddOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_add_options()
+            .expect("Invalid union table, expected `BuiltinOptions::AddOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::L2NormOptions => BuiltinOptionsT::L2NormOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_l2_norm_options()
+            .expect("Invalid union table, expected `BuiltinOptions::L2NormOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::LocalResponseNormalizationOptions => BuiltinOptionsT::LocalResponseNormalizationOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_local_response_normalization_options()
+            .expect("Invalid union table, expected `BuiltinOptions::LocalResponseNormalizationOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::LSTMOptions => BuiltinOptionsT::LSTMOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_lstmoptions()
+            .expect("Invalid union table, expected `BuiltinOptions::LSTMOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::ResizeBilinearOptions => BuiltinOptionsT::ResizeBilinearOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_resize_bilinear_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ResizeBilinearOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::CallOptions => BuiltinOptionsT::CallOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_call_options()
+            .expect("Invalid union table, expected `BuiltinOptions::CallOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::ReshapeOptions => BuiltinOptionsT::ReshapeOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_reshape_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ReshapeOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::SkipGramOptions => BuiltinOptionsT::SkipGramOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_skip_gram_options()
+            .expect("Invalid union table, expected `BuiltinOptions::SkipGramOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::SpaceToDepthOptions => BuiltinOptionsT::SpaceToDepthOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_space_to_depth_options()
+            .expect("Invalid union table, expected `BuiltinOptions::SpaceToDepthOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::EmbeddingLookupSparseOptions => BuiltinOptionsT::EmbeddingLookupSparseOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_embedding_lookup_sparse_options()
+            .expect("Invalid union table, expected `BuiltinOptions::EmbeddingLookupSparseOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::MulOptions => BuiltinOptionsT::MulOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_mul_options()
+            .expect("Invalid union table, expected `BuiltinOptions::MulOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::PadOptions => BuiltinOptionsT::PadOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_pad_options()
+            .expect("Invalid union table, expected `BuiltinOptions::PadOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::GatherOptions => BuiltinOptionsT::GatherOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_gather_options()
+            .expect("Invalid union table, expected `BuiltinOptions::GatherOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::BatchToSpaceNDOptions => BuiltinOptionsT::BatchToSpaceNDOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_batch_to_space_ndoptions()
+            .expect("Invalid union table, expected `BuiltinOptions::BatchToSpaceNDOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::SpaceToBatchNDOptions => BuiltinOptionsT::SpaceToBatchNDOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_space_to_batch_ndoptions()
+            .expect("Invalid union table, expected `BuiltinOptions::SpaceToBatchNDOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::TransposeOptions => BuiltinOptionsT::TransposeOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_transpose_options()
+            .expect("Invalid union table, expected `BuiltinOptions::TransposeOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::ReducerOptions => BuiltinOptionsT::ReducerOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_reducer_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ReducerOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::SubOptions => BuiltinOptionsT::SubOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_sub_options()
+            .expect("Invalid union table, expected `BuiltinOptions::SubOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::DivOptions => BuiltinOptionsT::DivOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_div_options()
+            .expect("Invalid union table, expected `BuiltinOptions::DivOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::SqueezeOptions => BuiltinOptionsT::SqueezeOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_squeeze_options()
+            .expect("Invalid union table, expected `BuiltinOptions::SqueezeOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::SequenceRNNOptions => BuiltinOptionsT::SequenceRNNOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_sequence_rnnoptions()
+            .expect("Invalid union table, expected `BuiltinOptions::SequenceRNNOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::StridedSliceOptions => BuiltinOptionsT::StridedSliceOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_strided_slice_options()
+            .expect("Invalid union table, expected `BuiltinOptions::StridedSliceOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::ExpOptions => BuiltinOptionsT::ExpOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_exp_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ExpOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::TopKV2Options => BuiltinOptionsT::TopKV2Options(alloc::boxed::Box::new(
+        self.builtin_options_as_top_kv2_options()
+            .expect("Invalid union table, expected `BuiltinOptions::TopKV2Options`.")
+            .unpack()
+      )),
+      BuiltinOptions::SplitOptions => BuiltinOptionsT::SplitOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_split_options()
+            .expect("Invalid union table, expected `BuiltinOptions::SplitOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::LogSoftmaxOptions => BuiltinOptionsT::LogSoftmaxOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_log_softmax_options()
+            .expect("Invalid union table, expected `BuiltinOptions::LogSoftmaxOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::CastOptions => BuiltinOptionsT::CastOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_cast_options()
+            .expect("Invalid union table, expected `BuiltinOptions::CastOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::DequantizeOptions => BuiltinOptionsT::DequantizeOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_dequantize_options()
+            .expect("Invalid union table, expected `BuiltinOptions::DequantizeOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::MaximumMinimumOptions => BuiltinOptionsT::MaximumMinimumOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_maximum_minimum_options()
+            .expect("Invalid union table, expected `BuiltinOptions::MaximumMinimumOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::ArgMaxOptions => BuiltinOptionsT::ArgMaxOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_arg_max_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ArgMaxOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::LessOptions => BuiltinOptionsT::LessOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_less_options()
+            .expect("Invalid union table, expected `BuiltinOptions::LessOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::NegOptions => BuiltinOptionsT::NegOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_neg_options()
+            .expect("Invalid union table, expected `BuiltinOptions::NegOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::PadV2Options => BuiltinOptionsT::PadV2Options(alloc::boxed::Box::new(
+        self.builtin_options_as_pad_v2_options()
+            .expect("Invalid union table, expected `BuiltinOptions::PadV2Options`.")
+            .unpack()
+      )),
+      BuiltinOptions::GreaterOptions => BuiltinOptionsT::GreaterOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_greater_options()
+            .expect("Invalid union table, expected `BuiltinOptions::GreaterOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::GreaterEqualOptions => BuiltinOptionsT::GreaterEqualOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_greater_equal_options()
+            .expect("Invalid union table, expected `BuiltinOptions::GreaterEqualOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::LessEqualOptions => BuiltinOptionsT::LessEqualOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_less_equal_options()
+            .expect("Invalid union table, expected `BuiltinOptions::LessEqualOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::SelectOptions => BuiltinOptionsT::SelectOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_select_options()
+            .expect("Invalid union table, expected `BuiltinOptions::SelectOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::SliceOptions => BuiltinOptionsT::SliceOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_slice_options()
+            .expect("Invalid union table, expected `BuiltinOptions::SliceOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::TransposeConvOptions => BuiltinOptionsT::TransposeConvOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_transpose_conv_options()
+            .expect("Invalid union table, expected `BuiltinOptions::TransposeConvOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::SparseToDenseOptions => BuiltinOptionsT::SparseToDenseOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_sparse_to_dense_options()
+            .expect("Invalid union table, expected `BuiltinOptions::SparseToDenseOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::TileOptions => BuiltinOptionsT::TileOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_tile_options()
+            .expect("Invalid union table, expected `BuiltinOptions::TileOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::ExpandDimsOptions => BuiltinOptionsT::ExpandDimsOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_expand_dims_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ExpandDimsOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::EqualOptions => BuiltinOptionsT::EqualOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_equal_options()
+            .expect("Invalid union table, expected `BuiltinOptions::EqualOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::NotEqualOptions => BuiltinOptionsT::NotEqualOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_not_equal_options()
+            .expect("Invalid union table, expected `BuiltinOptions::NotEqualOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::ShapeOptions => BuiltinOptionsT::ShapeOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_shape_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ShapeOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::PowOptions => BuiltinOptionsT::PowOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_pow_options()
+            .expect("Invalid union table, expected `BuiltinOptions::PowOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::ArgMinOptions => BuiltinOptionsT::ArgMinOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_arg_min_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ArgMinOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::FakeQuantOptions => BuiltinOptionsT::FakeQuantOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_fake_quant_options()
+            .expect("Invalid union table, expected `BuiltinOptions::FakeQuantOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::PackOptions => BuiltinOptionsT::PackOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_pack_options()
+            .expect("Invalid union table, expected `BuiltinOptions::PackOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::LogicalOrOptions => BuiltinOptionsT::LogicalOrOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_logical_or_options()
+            .expect("Invalid union table, expected `BuiltinOptions::LogicalOrOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::OneHotOptions => BuiltinOptionsT::OneHotOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_one_hot_options()
+            .expect("Invalid union table, expected `BuiltinOptions::OneHotOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::LogicalAndOptions => BuiltinOptionsT::LogicalAndOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_logical_and_options()
+            .expect("Invalid union table, expected `BuiltinOptions::LogicalAndOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::LogicalNotOptions => BuiltinOptionsT::LogicalNotOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_logical_not_options()
+            .expect("Invalid union table, expected `BuiltinOptions::LogicalNotOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::UnpackOptions => BuiltinOptionsT::UnpackOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_unpack_options()
+            .expect("Invalid union table, expected `BuiltinOptions::UnpackOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::FloorDivOptions => BuiltinOptionsT::FloorDivOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_floor_div_options()
+            .expect("Invalid union table, expected `BuiltinOptions::FloorDivOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::SquareOptions => BuiltinOptionsT::SquareOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_square_options()
+            .expect("Invalid union table, expected `BuiltinOptions::SquareOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::ZerosLikeOptions => BuiltinOptionsT::ZerosLikeOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_zeros_like_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ZerosLikeOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::FillOptions => BuiltinOptionsT::FillOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_fill_options()
+            .expect("Invalid union table, expected `BuiltinOptions::FillOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::BidirectionalSequenceLSTMOptions => BuiltinOptionsT::BidirectionalSequenceLSTMOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_bidirectional_sequence_lstmoptions()
+            .expect("Invalid union table, expected `BuiltinOptions::BidirectionalSequenceLSTMOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::BidirectionalSequenceRNNOptions => BuiltinOptionsT::BidirectionalSequenceRNNOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_bidirectional_sequence_rnnoptions()
+            .expect("Invalid union table, expected `BuiltinOptions::BidirectionalSequenceRNNOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::UnidirectionalSequenceLSTMOptions => BuiltinOptionsT::UnidirectionalSequenceLSTMOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_unidirectional_sequence_lstmoptions()
+            .expect("Invalid union table, expected `BuiltinOptions::UnidirectionalSequenceLSTMOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::FloorModOptions => BuiltinOptionsT::FloorModOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_floor_mod_options()
+            .expect("Invalid union table, expected `BuiltinOptions::FloorModOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::RangeOptions => BuiltinOptionsT::RangeOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_range_options()
+            .expect("Invalid union table, expected `BuiltinOptions::RangeOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::ResizeNearestNeighborOptions => BuiltinOptionsT::ResizeNearestNeighborOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_resize_nearest_neighbor_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ResizeNearestNeighborOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::LeakyReluOptions => BuiltinOptionsT::LeakyReluOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_leaky_relu_options()
+            .expect("Invalid union table, expected `BuiltinOptions::LeakyReluOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::SquaredDifferenceOptions => BuiltinOptionsT::SquaredDifferenceOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_squared_difference_options()
+            .expect("Invalid union table, expected `BuiltinOptions::SquaredDifferenceOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::MirrorPadOptions => BuiltinOptionsT::MirrorPadOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_mirror_pad_options()
+            .expect("Invalid union table, expected `BuiltinOptions::MirrorPadOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::AbsOptions => BuiltinOptionsT::AbsOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_abs_options()
+            .expect("Invalid union table, expected `BuiltinOptions::AbsOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::SplitVOptions => BuiltinOptionsT::SplitVOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_split_voptions()
+            .expect("Invalid union table, expected `BuiltinOptions::SplitVOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::UniqueOptions => BuiltinOptionsT::UniqueOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_unique_options()
+            .expect("Invalid union table, expected `BuiltinOptions::UniqueOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::ReverseV2Options => BuiltinOptionsT::ReverseV2Options(alloc::boxed::Box::new(
+        self.builtin_options_as_reverse_v2_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ReverseV2Options`.")
+            .unpack()
+      )),
+      BuiltinOptions::AddNOptions => BuiltinOptionsT::AddNOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_add_noptions()
+            .expect("Invalid union table, expected `BuiltinOptions::AddNOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::GatherNdOptions => BuiltinOptionsT::GatherNdOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_gather_nd_options()
+            .expect("Invalid union table, expected `BuiltinOptions::GatherNdOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::CosOptions => BuiltinOptionsT::CosOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_cos_options()
+            .expect("Invalid union table, expected `BuiltinOptions::CosOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::WhereOptions => BuiltinOptionsT::WhereOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_where_options()
+            .expect("Invalid union table, expected `BuiltinOptions::WhereOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::RankOptions => BuiltinOptionsT::RankOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_rank_options()
+            .expect("Invalid union table, expected `BuiltinOptions::RankOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::ReverseSequenceOptions => BuiltinOptionsT::ReverseSequenceOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_reverse_sequence_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ReverseSequenceOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::MatrixDiagOptions => BuiltinOptionsT::MatrixDiagOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_matrix_diag_options()
+            .expect("Invalid union table, expected `BuiltinOptions::MatrixDiagOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::QuantizeOptions => BuiltinOptionsT::QuantizeOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_quantize_options()
+            .expect("Invalid union table, expected `BuiltinOptions::QuantizeOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::MatrixSetDiagOptions => BuiltinOptionsT::MatrixSetDiagOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_matrix_set_diag_options()
+            .expect("Invalid union table, expected `BuiltinOptions::MatrixSetDiagOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::HardSwishOptions => BuiltinOptionsT::HardSwishOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_hard_swish_options()
+            .expect("Invalid union table, expected `BuiltinOptions::HardSwishOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::IfOptions => BuiltinOptionsT::IfOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_if_options()
+            .expect("Invalid union table, expected `BuiltinOptions::IfOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::WhileOptions => BuiltinOptionsT::WhileOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_while_options()
+            .expect("Invalid union table, expected `BuiltinOptions::WhileOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::DepthToSpaceOptions => BuiltinOptionsT::DepthToSpaceOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_depth_to_space_options()
+            .expect("Invalid union table, expected `BuiltinOptions::DepthToSpaceOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::NonMaxSuppressionV4Options => BuiltinOptionsT::NonMaxSuppressionV4Options(alloc::boxed::Box::new(
+        self.builtin_options_as_non_max_suppression_v4_options()
+            .expect("Invalid union table, expected `BuiltinOptions::NonMaxSuppressionV4Options`.")
+            .unpack()
+      )),
+      BuiltinOptions::NonMaxSuppressionV5Options => BuiltinOptionsT::NonMaxSuppressionV5Options(alloc::boxed::Box::new(
+        self.builtin_options_as_non_max_suppression_v5_options()
+            .expect("Invalid union table, expected `BuiltinOptions::NonMaxSuppressionV5Options`.")
+            .unpack()
+      )),
+      BuiltinOptions::ScatterNdOptions => BuiltinOptionsT::ScatterNdOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_scatter_nd_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ScatterNdOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::SelectV2Options => BuiltinOptionsT::SelectV2Options(alloc::boxed::Box::new(
+        self.builtin_options_as_select_v2_options()
+            .expect("Invalid union table, expected `BuiltinOptions::SelectV2Options`.")
+            .unpack()
+      )),
+      BuiltinOptions::DensifyOptions => BuiltinOptionsT::DensifyOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_densify_options()
+            .expect("Invalid union table, expected `BuiltinOptions::DensifyOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::SegmentSumOptions => BuiltinOptionsT::SegmentSumOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_segment_sum_options()
+            .expect("Invalid union table, expected `BuiltinOptions::SegmentSumOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::BatchMatMulOptions => BuiltinOptionsT::BatchMatMulOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_batch_mat_mul_options()
+            .expect("Invalid union table, expected `BuiltinOptions::BatchMatMulOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::CumsumOptions => BuiltinOptionsT::CumsumOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_cumsum_options()
+            .expect("Invalid union table, expected `BuiltinOptions::CumsumOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::CallOnceOptions => BuiltinOptionsT::CallOnceOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_call_once_options()
+            .expect("Invalid union table, expected `BuiltinOptions::CallOnceOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::BroadcastToOptions => BuiltinOptionsT::BroadcastToOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_broadcast_to_options()
+            .expect("Invalid union table, expected `BuiltinOptions::BroadcastToOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::Rfft2dOptions => BuiltinOptionsT::Rfft2dOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_rfft_2d_options()
+            .expect("Invalid union table, expected `BuiltinOptions::Rfft2dOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::Conv3DOptions => BuiltinOptionsT::Conv3DOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_conv_3_doptions()
+            .expect("Invalid union table, expected `BuiltinOptions::Conv3DOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::HashtableOptions => BuiltinOptionsT::HashtableOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_hashtable_options()
+            .expect("Invalid union table, expected `BuiltinOptions::HashtableOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::HashtableFindOptions => BuiltinOptionsT::HashtableFindOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_hashtable_find_options()
+            .expect("Invalid union table, expected `BuiltinOptions::HashtableFindOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::HashtableImportOptions => BuiltinOptionsT::HashtableImportOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_hashtable_import_options()
+            .expect("Invalid union table, expected `BuiltinOptions::HashtableImportOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::HashtableSizeOptions => BuiltinOptionsT::HashtableSizeOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_hashtable_size_options()
+            .expect("Invalid union table, expected `BuiltinOptions::HashtableSizeOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::VarHandleOptions => BuiltinOptionsT::VarHandleOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_var_handle_options()
+            .expect("Invalid union table, expected `BuiltinOptions::VarHandleOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::ReadVariableOptions => BuiltinOptionsT::ReadVariableOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_read_variable_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ReadVariableOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::AssignVariableOptions => BuiltinOptionsT::AssignVariableOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_assign_variable_options()
+            .expect("Invalid union table, expected `BuiltinOptions::AssignVariableOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::RandomOptions => BuiltinOptionsT::RandomOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_random_options()
+            .expect("Invalid union table, expected `BuiltinOptions::RandomOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::BucketizeOptions => BuiltinOptionsT::BucketizeOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_bucketize_options()
+            .expect("Invalid union table, expected `BuiltinOptions::BucketizeOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::GeluOptions => BuiltinOptionsT::GeluOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_gelu_options()
+            .expect("Invalid union table, expected `BuiltinOptions::GeluOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::DynamicUpdateSliceOptions => BuiltinOptionsT::DynamicUpdateSliceOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_dynamic_update_slice_options()
+            .expect("Invalid union table, expected `BuiltinOptions::DynamicUpdateSliceOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::UnsortedSegmentProdOptions => BuiltinOptionsT::UnsortedSegmentProdOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_unsorted_segment_prod_options()
+            .expect("Invalid union table, expected `BuiltinOptions::UnsortedSegmentProdOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::UnsortedSegmentMaxOptions => BuiltinOptionsT::UnsortedSegmentMaxOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_unsorted_segment_max_options()
+            .expect("Invalid union table, expected `BuiltinOptions::UnsortedSegmentMaxOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::UnsortedSegmentMinOptions => BuiltinOptionsT::UnsortedSegmentMinOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_unsorted_segment_min_options()
+            .expect("Invalid union table, expected `BuiltinOptions::UnsortedSegmentMinOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::UnsortedSegmentSumOptions => BuiltinOptionsT::UnsortedSegmentSumOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_unsorted_segment_sum_options()
+            .expect("Invalid union table, expected `BuiltinOptions::UnsortedSegmentSumOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::ATan2Options => BuiltinOptionsT::ATan2Options(alloc::boxed::Box::new(
+        self.builtin_options_as_atan_2_options()
+            .expect("Invalid union table, expected `BuiltinOptions::ATan2Options`.")
+            .unpack()
+      )),
+      BuiltinOptions::SignOptions => BuiltinOptionsT::SignOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_sign_options()
+            .expect("Invalid union table, expected `BuiltinOptions::SignOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::BitcastOptions => BuiltinOptionsT::BitcastOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_bitcast_options()
+            .expect("Invalid union table, expected `BuiltinOptions::BitcastOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::BitwiseXorOptions => BuiltinOptionsT::BitwiseXorOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_bitwise_xor_options()
+            .expect("Invalid union table, expected `BuiltinOptions::BitwiseXorOptions`.")
+            .unpack()
+      )),
+      BuiltinOptions::RightShiftOptions => BuiltinOptionsT::RightShiftOptions(alloc::boxed::Box::new(
+        self.builtin_options_as_right_shift_options()
+            .expect("Invalid union table, expected `BuiltinOptions::RightShiftOptions`.")
+            .unpack()
+      )),
+      _ => BuiltinOptionsT::NONE,
+    };
+    let custom_options = self.custom_options().map(|x| {
+      x.into_iter().collect()
+    });
+    let custom_options_format = self.custom_options_format();
+    let mutating_variable_inputs = self.mutating_variable_inputs().map(|x| {
+      x.into_iter().collect()
+    });
+    let intermediates = self.intermediates().map(|x| {
+      x.into_iter().collect()
+    });
+    let large_custom_options_offset = self.large_custom_options_offset();
+    let large_custom_options_size = self.large_custom_options_size();
+    OperatorT {
+      opcode_index,
+      inputs,
+      outputs,
+      builtin_options,
+      custom_options,
+      custom_options_format,
+      mutating_variable_inputs,
+      intermediates,
+      large_custom_options_offset,
+      large_custom_options_size,
+    }
+  }
 
   #[inline]
   pub fn opcode_index(&self) -> u32 {
@@ -19997,6 +28322,77 @@ impl ::core::fmt::Debug for Operator<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorT {
+  pub opcode_index: u32,
+  pub inputs: Option<alloc::vec::Vec<i32>>,
+  pub outputs: Option<alloc::vec::Vec<i32>>,
+  pub builtin_options: BuiltinOptionsT,
+  pub custom_options: Option<alloc::vec::Vec<u8>>,
+  pub custom_options_format: CustomOptionsFormat,
+  pub mutating_variable_inputs: Option<alloc::vec::Vec<bool>>,
+  pub intermediates: Option<alloc::vec::Vec<i32>>,
+  pub large_custom_options_offset: u64,
+  pub large_custom_options_size: u64,
+}
+impl Default for OperatorT {
+  fn default() -> Self {
+    Self {
+      opcode_index: 0,
+      inputs: None,
+      outputs: None,
+      builtin_options: BuiltinOptionsT::NONE,
+      custom_options: None,
+      custom_options_format: CustomOptionsFormat::FLEXBUFFERS,
+      mutating_variable_inputs: None,
+      intermediates: None,
+      large_custom_options_offset: 0,
+      large_custom_options_size: 0,
+    }
+  }
+}
+impl OperatorT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<Operator<'b>> {
+    let opcode_index = self.opcode_index;
+    let inputs = self.inputs.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let outputs = self.outputs.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let builtin_options_type = self.builtin_options.builtin_options_type();
+    let builtin_options = self.builtin_options.pack(_fbb);
+    let custom_options = self.custom_options.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let custom_options_format = self.custom_options_format;
+    let mutating_variable_inputs = self.mutating_variable_inputs.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let intermediates = self.intermediates.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let large_custom_options_offset = self.large_custom_options_offset;
+    let large_custom_options_size = self.large_custom_options_size;
+    Operator::create(_fbb, &OperatorArgs{
+      opcode_index,
+      inputs,
+      outputs,
+      builtin_options_type,
+      builtin_options,
+      custom_options,
+      custom_options_format,
+      mutating_variable_inputs,
+      intermediates,
+      large_custom_options_offset,
+      large_custom_options_size,
+    })
+  }
+}
 pub enum SubGraphOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -20039,6 +28435,32 @@ impl<'a> SubGraph<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SubGraphT {
+    let tensors = self.tensors().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    let inputs = self.inputs().map(|x| {
+      x.into_iter().collect()
+    });
+    let outputs = self.outputs().map(|x| {
+      x.into_iter().collect()
+    });
+    let operators = self.operators().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    let name = self.name().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let debug_metadata_index = self.debug_metadata_index();
+    SubGraphT {
+      tensors,
+      inputs,
+      outputs,
+      operators,
+      name,
+      debug_metadata_index,
+    }
+  }
 
   #[inline]
   pub fn tensors(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Tensor<'a>>>> {
@@ -20178,6 +28600,59 @@ impl ::core::fmt::Debug for SubGraph<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubGraphT {
+  pub tensors: Option<alloc::vec::Vec<TensorT>>,
+  pub inputs: Option<alloc::vec::Vec<i32>>,
+  pub outputs: Option<alloc::vec::Vec<i32>>,
+  pub operators: Option<alloc::vec::Vec<OperatorT>>,
+  pub name: Option<alloc::string::String>,
+  pub debug_metadata_index: i32,
+}
+impl Default for SubGraphT {
+  fn default() -> Self {
+    Self {
+      tensors: None,
+      inputs: None,
+      outputs: None,
+      operators: None,
+      name: None,
+      debug_metadata_index: -1,
+    }
+  }
+}
+impl SubGraphT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SubGraph<'b>> {
+    let tensors = self.tensors.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    let inputs = self.inputs.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let outputs = self.outputs.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let operators = self.operators.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    let name = self.name.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let debug_metadata_index = self.debug_metadata_index;
+    SubGraph::create(_fbb, &SubGraphArgs{
+      tensors,
+      inputs,
+      outputs,
+      operators,
+      name,
+      debug_metadata_index,
+    })
+  }
+}
 pub enum BufferOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -20214,6 +28689,18 @@ impl<'a> Buffer<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> BufferT {
+    let data = self.data().map(|x| {
+      x.into_iter().collect()
+    });
+    let offset = self.offset();
+    let size = self.size();
+    BufferT {
+      data,
+      offset,
+      size,
+    }
+  }
 
   #[inline]
   pub fn data(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
@@ -20308,6 +28795,39 @@ impl ::core::fmt::Debug for Buffer<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct BufferT {
+  pub data: Option<alloc::vec::Vec<u8>>,
+  pub offset: u64,
+  pub size: u64,
+}
+impl Default for BufferT {
+  fn default() -> Self {
+    Self {
+      data: None,
+      offset: 0,
+      size: 0,
+    }
+  }
+}
+impl BufferT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<Buffer<'b>> {
+    let data = self.data.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let offset = self.offset;
+    let size = self.size;
+    Buffer::create(_fbb, &BufferArgs{
+      data,
+      offset,
+      size,
+    })
+  }
+}
 pub enum MetadataOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -20342,6 +28862,16 @@ impl<'a> Metadata<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> MetadataT {
+    let name = self.name().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let buffer = self.buffer();
+    MetadataT {
+      name,
+      buffer,
+    }
+  }
 
   #[inline]
   pub fn name(&self) -> Option<&'a str> {
@@ -20421,6 +28951,35 @@ impl ::core::fmt::Debug for Metadata<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetadataT {
+  pub name: Option<alloc::string::String>,
+  pub buffer: u32,
+}
+impl Default for MetadataT {
+  fn default() -> Self {
+    Self {
+      name: None,
+      buffer: 0,
+    }
+  }
+}
+impl MetadataT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<Metadata<'b>> {
+    let name = self.name.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let buffer = self.buffer;
+    Metadata::create(_fbb, &MetadataArgs{
+      name,
+      buffer,
+    })
+  }
+}
 pub enum TensorMapOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -20455,6 +29014,16 @@ impl<'a> TensorMap<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> TensorMapT {
+    let name = self.name().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let tensor_index = self.tensor_index();
+    TensorMapT {
+      name,
+      tensor_index,
+    }
+  }
 
   #[inline]
   pub fn name(&self) -> Option<&'a str> {
@@ -20534,6 +29103,35 @@ impl ::core::fmt::Debug for TensorMap<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorMapT {
+  pub name: Option<alloc::string::String>,
+  pub tensor_index: u32,
+}
+impl Default for TensorMapT {
+  fn default() -> Self {
+    Self {
+      name: None,
+      tensor_index: 0,
+    }
+  }
+}
+impl TensorMapT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<TensorMap<'b>> {
+    let name = self.name.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let tensor_index = self.tensor_index;
+    TensorMap::create(_fbb, &TensorMapArgs{
+      name,
+      tensor_index,
+    })
+  }
+}
 pub enum SignatureDefOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -20572,6 +29170,24 @@ impl<'a> SignatureDef<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> SignatureDefT {
+    let inputs = self.inputs().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    let outputs = self.outputs().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    let signature_key = self.signature_key().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let subgraph_index = self.subgraph_index();
+    SignatureDefT {
+      inputs,
+      outputs,
+      signature_key,
+      subgraph_index,
+    }
+  }
 
   #[inline]
   pub fn inputs(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TensorMap<'a>>>> {
@@ -20681,6 +29297,47 @@ impl ::core::fmt::Debug for SignatureDef<'_> {
       ds.finish()
   }
 }
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignatureDefT {
+  pub inputs: Option<alloc::vec::Vec<TensorMapT>>,
+  pub outputs: Option<alloc::vec::Vec<TensorMapT>>,
+  pub signature_key: Option<alloc::string::String>,
+  pub subgraph_index: u32,
+}
+impl Default for SignatureDefT {
+  fn default() -> Self {
+    Self {
+      inputs: None,
+      outputs: None,
+      signature_key: None,
+      subgraph_index: 0,
+    }
+  }
+}
+impl SignatureDefT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<SignatureDef<'b>> {
+    let inputs = self.inputs.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    let outputs = self.outputs.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    let signature_key = self.signature_key.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let subgraph_index = self.subgraph_index;
+    SignatureDef::create(_fbb, &SignatureDefArgs{
+      inputs,
+      outputs,
+      signature_key,
+      subgraph_index,
+    })
+  }
+}
 pub enum ModelOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -20727,6 +29384,40 @@ impl<'a> Model<'a> {
     builder.finish()
   }
 
+  pub fn unpack(&self) -> ModelT {
+    let version = self.version();
+    let operator_codes = self.operator_codes().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    let subgraphs = self.subgraphs().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    let description = self.description().map(|x| {
+      alloc::string::ToString::to_string(x)
+    });
+    let buffers = self.buffers().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    let metadata_buffer = self.metadata_buffer().map(|x| {
+      x.into_iter().collect()
+    });
+    let metadata = self.metadata().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    let signature_defs = self.signature_defs().map(|x| {
+      x.iter().map(|t| t.unpack()).collect()
+    });
+    ModelT {
+      version,
+      operator_codes,
+      subgraphs,
+      description,
+      buffers,
+      metadata_buffer,
+      metadata,
+      signature_defs,
+    }
+  }
 
   #[inline]
   pub fn version(&self) -> u32 {
@@ -20894,6 +29585,71 @@ impl ::core::fmt::Debug for Model<'_> {
       ds.field("metadata", &self.metadata());
       ds.field("signature_defs", &self.signature_defs());
       ds.finish()
+  }
+}
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelT {
+  pub version: u32,
+  pub operator_codes: Option<alloc::vec::Vec<OperatorCodeT>>,
+  pub subgraphs: Option<alloc::vec::Vec<SubGraphT>>,
+  pub description: Option<alloc::string::String>,
+  pub buffers: Option<alloc::vec::Vec<BufferT>>,
+  pub metadata_buffer: Option<alloc::vec::Vec<i32>>,
+  pub metadata: Option<alloc::vec::Vec<MetadataT>>,
+  pub signature_defs: Option<alloc::vec::Vec<SignatureDefT>>,
+}
+impl Default for ModelT {
+  fn default() -> Self {
+    Self {
+      version: 0,
+      operator_codes: None,
+      subgraphs: None,
+      description: None,
+      buffers: None,
+      metadata_buffer: None,
+      metadata: None,
+      signature_defs: None,
+    }
+  }
+}
+impl ModelT {
+  pub fn pack<'b, A: ::flatbuffers::Allocator + 'b>(
+    &self,
+    _fbb: &mut ::flatbuffers::FlatBufferBuilder<'b, A>
+  ) -> ::flatbuffers::WIPOffset<Model<'b>> {
+    let version = self.version;
+    let operator_codes = self.operator_codes.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    let subgraphs = self.subgraphs.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    let description = self.description.as_ref().map(|x|{
+      _fbb.create_string(x)
+    });
+    let buffers = self.buffers.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    let metadata_buffer = self.metadata_buffer.as_ref().map(|x|{
+      _fbb.create_vector(x)
+    });
+    let metadata = self.metadata.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    let signature_defs = self.signature_defs.as_ref().map(|x|{
+      let w: alloc::vec::Vec<_> = x.iter().map(|t| t.pack(_fbb)).collect();_fbb.create_vector(&w)
+    });
+    Model::create(_fbb, &ModelArgs{
+      version,
+      operator_codes,
+      subgraphs,
+      description,
+      buffers,
+      metadata_buffer,
+      metadata,
+      signature_defs,
+    })
   }
 }
 #[inline]
