@@ -6,7 +6,11 @@
 //! `just gen` and committed. Never edit the generated file by hand.
 
 // flatc's output trips these two clippy lints; nothing else needs allowing.
-#[allow(clippy::missing_safety_doc, clippy::extra_unused_lifetimes)]
+#[allow(
+    clippy::missing_safety_doc,
+    clippy::extra_unused_lifetimes,
+    clippy::derivable_impls
+)]
 #[rustfmt::skip]
 mod schema_generated;
 
