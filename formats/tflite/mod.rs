@@ -18,4 +18,6 @@ mod schema_generated;
 /// `root_as_model`, `finish_model_buffer`, and the enums and option tables.
 pub use schema_generated::tflite as schema;
 
+pub mod legalize;
+pub mod lower;
 pub mod model;
