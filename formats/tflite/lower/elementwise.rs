@@ -1,15 +1,1210 @@
-//! Lowering of the elementwise family (see [`super::support::family`]).
+//! Lowering of the elementwise family (see [`super::support::family`]):
+//! arithmetic, activations, comparisons, logic, select and casts.
+//!
+//! Every op works in the layout its inputs already have (channels-last stays
+//! channels-last); lower-rank operands get leading 1-dims first
+//! ([`Lowerer::broadcast_operand`]). Ops without a builtin, and builtins the
+//! reference resolver lacks (CEIL, ROUND, ELU), are built from several
+//! builtins that both resolvers have.
+
+use ndarray::{ArrayD, IxDyn};
 
 use crate::formats::target::Support;
+use crate::formats::tflite::model::TensorId;
+use crate::formats::tflite::schema as tfl;
 use crate::ir::error::Result;
-use crate::ir::{Graph, Node};
+use crate::ir::ops::GeluApproximation;
+use crate::ir::tensor::Tensor;
+use crate::ir::{DType, Graph, Node, Op, ValueId};
 
-use super::Lowerer;
+use super::support::dtypes_in;
+use super::{Layout, Lowerer};
 
-pub fn support(_g: &Graph, node: &Node) -> Support {
-    Support::Unsupported(format!("{} is not lowered to TFLite yet", node.op.name()))
+use tfl::BuiltinOperator as B;
+
+/// Types ADD computes without quantization parameters.
+const ADD_TYPES: &[DType] = &[DType::F32, DType::I32, DType::I64, DType::I16];
+const SUB_TYPES: &[DType] = &[DType::F32, DType::I32, DType::I64];
+const MUL_TYPES: &[DType] = &[DType::F32, DType::I32, DType::I64, DType::I16, DType::U32];
+const DIV_TYPES: &[DType] = &[DType::F32, DType::I32];
+/// MAXIMUM and MINIMUM compare raw values, so unquantized 8-bit types work.
+const MINMAX_TYPES: &[DType] = &[
+    DType::F32,
+    DType::I32,
+    DType::I64,
+    DType::I16,
+    DType::I8,
+    DType::U8,
+];
+/// int8/uint8 comparisons always rescale by the (absent) quantization.
+const COMPARE_TYPES: &[DType] = &[DType::F32, DType::I32, DType::I64, DType::I16];
+const EQUAL_TYPES: &[DType] = &[DType::F32, DType::I32, DType::I64, DType::I16, DType::Bool];
+const FLOOR_MOD_TYPES: &[DType] = &[DType::F32, DType::I8, DType::I16, DType::I32, DType::I64];
+const NEG_TYPES: &[DType] = &[DType::F32, DType::I8, DType::I16, DType::I32, DType::I64];
+const CAST_TYPES: &[DType] = &[
+    DType::Bool,
+    DType::U8,
+    DType::I8,
+    DType::U16,
+    DType::I16,
+    DType::U32,
+    DType::I32,
+    DType::I64,
+    DType::F16,
+    DType::BF16,
+    DType::F32,
+    DType::F64,
+];
+/// SELECT_V2 copies elements by size (8 to 64 bits), whatever their type.
+const SELECT_TYPES: &[DType] = &[
+    DType::Bool,
+    DType::U8,
+    DType::I8,
+    DType::U16,
+    DType::I16,
+    DType::U32,
+    DType::I32,
+    DType::U64,
+    DType::I64,
+    DType::F16,
+    DType::BF16,
+    DType::F32,
+    DType::F64,
+];
+const F32: &[DType] = &[DType::F32];
+const BOOL: &[DType] = &[DType::Bool];
+
+pub fn support(g: &Graph, node: &Node) -> Support {
+    match check(g, node) {
+        Ok(()) => Support::Native,
+        Err(why) => Support::Unsupported(why),
+    }
+}
+
+/// The dtype of input `i` (absent inputs have none).
+fn in_dtype(g: &Graph, node: &Node, i: usize) -> Option<DType> {
+    node.input(i).and_then(|v| g.fact(v).dtype)
+}
+
+/// Inputs in `inputs`, outputs in `outputs`.
+fn io_dtypes(g: &Graph, node: &Node, inputs: &[DType], outputs: &[DType]) -> Result<(), String> {
+    let check = |v: ValueId, allowed: &[DType]| match g.fact(v).dtype {
+        Some(d) if !allowed.contains(&d) => Err(format!(
+            "value '{}' is {d}; TFLite's lowering of {} takes {}",
+            g.value(v).name,
+            node.op.name(),
+            names(allowed)
+        )),
+        _ => Ok(()),
+    };
+    for &v in node.inputs.iter().flatten() {
+        check(v, inputs)?;
+    }
+    for &v in &node.outputs {
+        check(v, outputs)?;
+    }
+    Ok(())
+}
+
+fn names(dtypes: &[DType]) -> String {
+    dtypes
+        .iter()
+        .map(|d| d.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn check(g: &Graph, node: &Node) -> Result<(), String> {
+    match &node.op {
+        Op::Abs => dtypes_in(g, node, &[DType::F32, DType::I32]),
+        Op::Neg => dtypes_in(g, node, NEG_TYPES),
+        Op::Sign => dtypes_in(g, node, &[DType::F32, DType::F64, DType::I32]),
+        Op::Sqrt
+        | Op::Reciprocal
+        | Op::Exp
+        | Op::Log
+        | Op::Tanh
+        | Op::Sigmoid
+        | Op::Relu
+        | Op::Softplus
+        | Op::Softsign
+        | Op::Floor
+        | Op::Ceil
+        | Op::Round
+        | Op::Sin
+        | Op::Cos
+        | Op::Tan
+        | Op::HardSwish
+        | Op::Mish
+        | Op::HardSigmoid(_)
+        | Op::LeakyRelu(_)
+        | Op::Elu(_)
+        | Op::Celu(_)
+        | Op::ThresholdedRelu(_)
+        | Op::Selu(_)
+        | Op::Gelu(_)
+        | Op::Shrink(_)
+        | Op::Swish(_)
+        | Op::PRelu
+        | Op::Mean => dtypes_in(g, node, F32),
+        Op::Erf => Err("TFLite has no erf builtin and no exact decomposition into builtins".into()),
+        Op::Asin
+        | Op::Acos
+        | Op::Atan
+        | Op::Sinh
+        | Op::Cosh
+        | Op::Asinh
+        | Op::Acosh
+        | Op::Atanh => Err(format!("TFLite has no {} builtin", node.op.name())),
+        Op::BitwiseNot | Op::BitwiseAnd | Op::BitwiseOr | Op::BitwiseXor | Op::BitShift(_) => {
+            Err(format!("TFLite has no builtin for {}", node.op.name()))
+        }
+        Op::IsNaN | Op::IsInf(_) => io_dtypes(g, node, F32, BOOL),
+        Op::Not | Op::And | Op::Or | Op::Xor => dtypes_in(g, node, BOOL),
+        Op::Add | Op::Sum => dtypes_in(g, node, ADD_TYPES),
+        Op::Sub => dtypes_in(g, node, SUB_TYPES),
+        Op::Mul => dtypes_in(g, node, MUL_TYPES),
+        Op::Div => dtypes_in(g, node, DIV_TYPES),
+        Op::Min | Op::Max => dtypes_in(g, node, MINMAX_TYPES),
+        Op::Clip => dtypes_in(g, node, MINMAX_TYPES),
+        Op::Pow => check_pow(g, node),
+        Op::Mod(a) if a.fmod => dtypes_in(g, node, &[DType::F32, DType::I32]).map_err(|why| {
+            format!("{why} (C fmod is built from SIGN, ABS and FLOOR_MOD, which take those)")
+        }),
+        Op::Mod(_) => dtypes_in(g, node, FLOOR_MOD_TYPES),
+        Op::Equal => io_dtypes(g, node, EQUAL_TYPES, BOOL),
+        Op::Less | Op::LessOrEqual | Op::Greater | Op::GreaterOrEqual => {
+            io_dtypes(g, node, COMPARE_TYPES, BOOL)
+        }
+        Op::Where => {
+            if in_dtype(g, node, 0) != Some(DType::Bool) {
+                return Err("Where needs a bool condition".into());
+            }
+            let values: Vec<ValueId> = node.inputs[1..]
+                .iter()
+                .flatten()
+                .chain(&node.outputs)
+                .copied()
+                .collect();
+            for v in values {
+                if let Some(d) = g.fact(v).dtype
+                    && !SELECT_TYPES.contains(&d)
+                {
+                    return Err(format!(
+                        "value '{}' is {d}; TFLite's SELECT_V2 takes {}",
+                        g.value(v).name,
+                        names(SELECT_TYPES)
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Op::Cast(_) | Op::CastLike(_) => {
+            let from = in_dtype(g, node, 0);
+            let to = g.fact(node.outputs[0]).dtype;
+            for (what, d) in [("from", from), ("to", to)] {
+                if let Some(d) = d
+                    && !CAST_TYPES.contains(&d)
+                {
+                    return Err(format!(
+                        "TFLite's CAST cannot cast {what} {d}; it takes {}",
+                        names(CAST_TYPES)
+                    ));
+                }
+            }
+            Ok(())
+        }
+        other => Err(format!(
+            "{} is not an elementwise op of the TFLite lowering",
+            other.name()
+        )),
+    }
+}
+
+/// POW takes float32 or int32, both operands of one type: an exponent of
+/// another type is cast to the base's type (integers only for an int32 base).
+fn check_pow(g: &Graph, node: &Node) -> Result<(), String> {
+    let base = in_dtype(g, node, 0);
+    let exponent = in_dtype(g, node, 1);
+    let ints = [
+        DType::U8,
+        DType::I8,
+        DType::U16,
+        DType::I16,
+        DType::U32,
+        DType::I32,
+        DType::I64,
+    ];
+    match (base, exponent) {
+        (Some(DType::F32), Some(e))
+            if e == DType::F32 || CAST_TYPES.contains(&e) && e != DType::Bool =>
+        {
+            Ok(())
+        }
+        (Some(DType::I32), Some(e)) if ints.contains(&e) => Ok(()),
+        (Some(b), Some(e)) => Err(format!(
+            "TFLite's POW takes a float32 base (any numeric exponent) or an int32 base with an integer exponent, not {b} ** {e}"
+        )),
+        _ => Err("Pow needs known dtypes".into()),
+    }
 }
 
 pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
-    Err(lx.error(format!("{} is not lowered to TFLite yet", node.op.name())))
+    let out = node.outputs[0];
+    let rank = lx.rank(out)?;
+    let inputs: Vec<ValueId> = node.inputs.iter().flatten().copied().collect();
+    // PRelu's slope follows x; every other op follows all of its inputs.
+    let layout_inputs = if matches!(node.op, Op::PRelu) {
+        &inputs[..1]
+    } else {
+        &inputs[..]
+    };
+    let layout = lx.common_layout(layout_inputs, rank);
+    let mut e = Emit {
+        lx,
+        hint: node.name.clone(),
+    };
+    let arg = |e: &mut Emit, i: usize| -> Result<TensorId> {
+        let v = e.lx.input(node, i)?;
+        e.lx.broadcast_operand(v, layout, rank)
+    };
+    let dtype = e.lx.dtype(out)?;
+
+    // Ops that may produce no operator: the output is an input.
+    match &node.op {
+        Op::Cast(_) | Op::CastLike(_) if e.lx.dtype(e.lx.input(node, 0)?)? == dtype => {
+            let x = arg(&mut e, 0)?;
+            e.lx.alias(out, x, layout);
+            return Ok(());
+        }
+        Op::Sum | Op::Max | Op::Min | Op::Mean if inputs.len() == 1 => {
+            let x = arg(&mut e, 0)?;
+            e.lx.alias(out, x, layout);
+            return Ok(());
+        }
+        Op::Clip if node.input(1).is_none() && node.input(2).is_none() => {
+            let x = arg(&mut e, 0)?;
+            e.lx.alias(out, x, layout);
+            return Ok(());
+        }
+        _ => {}
+    }
+
+    match &node.op {
+        Op::Abs => unary(&mut e, node, B::ABS, layout, rank, out),
+        Op::Neg => unary(&mut e, node, B::NEG, layout, rank, out),
+        Op::Sqrt => unary(&mut e, node, B::SQRT, layout, rank, out),
+        Op::Exp => unary(&mut e, node, B::EXP, layout, rank, out),
+        Op::Log => unary(&mut e, node, B::LOG, layout, rank, out),
+        Op::Tanh => unary(&mut e, node, B::TANH, layout, rank, out),
+        Op::Sigmoid => unary(&mut e, node, B::LOGISTIC, layout, rank, out),
+        Op::Relu => unary(&mut e, node, B::RELU, layout, rank, out),
+        Op::Floor => unary(&mut e, node, B::FLOOR, layout, rank, out),
+        Op::Sin => unary(&mut e, node, B::SIN, layout, rank, out),
+        Op::Cos => unary(&mut e, node, B::COS, layout, rank, out),
+        Op::Sign => unary(&mut e, node, B::SIGN, layout, rank, out),
+        Op::HardSwish => unary(&mut e, node, B::HARD_SWISH, layout, rank, out),
+        Op::Not => unary(&mut e, node, B::LOGICAL_NOT, layout, rank, out),
+        Op::LeakyRelu(a) => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            let options =
+                tfl::BuiltinOptionsT::LeakyReluOptions(Box::new(tfl::LeakyReluOptionsT {
+                    alpha: a.alpha,
+                }));
+            e.op(B::LEAKY_RELU, &[x], options, y);
+            Ok(())
+        }
+        Op::Gelu(a) => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            let options = tfl::BuiltinOptionsT::GeluOptions(Box::new(tfl::GeluOptionsT {
+                approximate: a.approximate == GeluApproximation::Tanh,
+            }));
+            e.op(B::GELU, &[x], options, y);
+            Ok(())
+        }
+        Op::Ceil => {
+            // ceil(x) = -floor(-x); CEIL is missing from the reference resolver.
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            let neg = e.unary(B::NEG, x, None);
+            let floor = e.unary(B::FLOOR, neg, None);
+            e.unary(B::NEG, floor, Some(y));
+            Ok(())
+        }
+        Op::Round => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            round_half_even(&mut e, x, y)
+        }
+        Op::Reciprocal => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            let one = e.scalar(1.0, dtype)?;
+            e.binary(B::DIV, one, x, Some(y));
+            Ok(())
+        }
+        Op::Tan => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            let sin = e.unary(B::SIN, x, None);
+            let cos = e.unary(B::COS, x, None);
+            e.binary(B::DIV, sin, cos, Some(y));
+            Ok(())
+        }
+        Op::Elu(a) => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            elu_like(&mut e, x, 1.0, f64::from(a.alpha), None, y)
+        }
+        Op::Selu(a) => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            let gamma = f64::from(a.gamma);
+            elu_like(&mut e, x, gamma, gamma * f64::from(a.alpha), None, y)
+        }
+        Op::Celu(a) => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            let alpha = f64::from(a.alpha);
+            elu_like(&mut e, x, 1.0, alpha, Some(alpha), y)
+        }
+        Op::Softplus => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            softplus(&mut e, x, Some(y))?;
+            Ok(())
+        }
+        Op::Mish => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            let sp = softplus(&mut e, x, None)?;
+            let t = e.unary(B::TANH, sp, None);
+            e.binary(B::MUL, x, t, Some(y));
+            Ok(())
+        }
+        Op::Softsign => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            let abs = e.unary(B::ABS, x, None);
+            let one = e.scalar(1.0, dtype)?;
+            let den = e.binary(B::ADD, abs, one, None);
+            e.binary(B::DIV, x, den, Some(y));
+            Ok(())
+        }
+        Op::HardSigmoid(a) => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            let alpha = e.scalar(f64::from(a.alpha), dtype)?;
+            let beta = e.scalar(f64::from(a.beta), dtype)?;
+            let scaled = e.binary(B::MUL, x, alpha, None);
+            let shifted = e.binary(B::ADD, scaled, beta, None);
+            e.unary(B::RELU_0_TO_1, shifted, Some(y));
+            Ok(())
+        }
+        Op::Swish(a) => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            let inner = if a.alpha == 1.0 {
+                x
+            } else {
+                let alpha = e.scalar(f64::from(a.alpha), dtype)?;
+                e.binary(B::MUL, x, alpha, None)
+            };
+            let s = e.unary(B::LOGISTIC, inner, None);
+            e.binary(B::MUL, x, s, Some(y));
+            Ok(())
+        }
+        Op::ThresholdedRelu(a) => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            let alpha = e.scalar(f64::from(a.alpha), dtype)?;
+            let zero = e.scalar(0.0, dtype)?;
+            let above = e.compare(B::GREATER, x, alpha, None);
+            e.select(above, x, zero, Some(y));
+            Ok(())
+        }
+        Op::Shrink(a) => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            let lambd = e.scalar(f64::from(a.lambd), dtype)?;
+            let neg_lambd = e.scalar(-f64::from(a.lambd), dtype)?;
+            let bias = e.scalar(f64::from(a.bias), dtype)?;
+            let zero = e.scalar(0.0, dtype)?;
+            let below = e.compare(B::LESS, x, neg_lambd, None);
+            let above = e.compare(B::GREATER, x, lambd, None);
+            let plus = e.binary(B::ADD, x, bias, None);
+            let minus = e.binary(B::SUB, x, bias, None);
+            let upper = e.select(above, minus, zero, None);
+            e.select(below, plus, upper, Some(y));
+            Ok(())
+        }
+        Op::IsNaN => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            e.compare(B::NOT_EQUAL, x, x, Some(y));
+            Ok(())
+        }
+        Op::IsInf(a) => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            let x_dtype = e.lx.dtype(e.lx.input(node, 0)?)?;
+            let inf = e.scalar(f64::INFINITY, x_dtype)?;
+            match (a.detect_positive, a.detect_negative) {
+                (true, true) => {
+                    let abs = e.unary(B::ABS, x, None);
+                    e.compare(B::EQUAL, abs, inf, Some(y));
+                }
+                (true, false) => {
+                    e.compare(B::EQUAL, x, inf, Some(y));
+                }
+                (false, true) => {
+                    let neg_inf = e.scalar(f64::NEG_INFINITY, x_dtype)?;
+                    e.compare(B::EQUAL, x, neg_inf, Some(y));
+                }
+                // Nothing is greater than +inf: all false.
+                (false, false) => {
+                    e.compare(B::GREATER, x, inf, Some(y));
+                }
+            }
+            Ok(())
+        }
+        Op::Add => binary(&mut e, node, B::ADD, layout, rank, out),
+        Op::Sub => binary(&mut e, node, B::SUB, layout, rank, out),
+        Op::Mul => binary(&mut e, node, B::MUL, layout, rank, out),
+        Op::Div => binary(&mut e, node, B::DIV, layout, rank, out),
+        Op::Equal => binary(&mut e, node, B::EQUAL, layout, rank, out),
+        Op::Less => binary(&mut e, node, B::LESS, layout, rank, out),
+        Op::LessOrEqual => binary(&mut e, node, B::LESS_EQUAL, layout, rank, out),
+        Op::Greater => binary(&mut e, node, B::GREATER, layout, rank, out),
+        Op::GreaterOrEqual => binary(&mut e, node, B::GREATER_EQUAL, layout, rank, out),
+        Op::And => binary(&mut e, node, B::LOGICAL_AND, layout, rank, out),
+        Op::Or => binary(&mut e, node, B::LOGICAL_OR, layout, rank, out),
+        Op::Xor => binary(&mut e, node, B::NOT_EQUAL, layout, rank, out),
+        Op::Mod(a) if !a.fmod => binary(&mut e, node, B::FLOOR_MOD, layout, rank, out),
+        Op::Mod(_) => {
+            // C fmod has the dividend's sign: sign(a) * floor_mod(|a|, |b|),
+            // exact because floor_mod of non-negative operands is fmod.
+            let a = arg(&mut e, 0)?;
+            let b = arg(&mut e, 1)?;
+            let y = e.lx.define(out, layout)?;
+            let abs_a = e.unary(B::ABS, a, None);
+            let abs_b = e.unary(B::ABS, b, None);
+            let m = e.binary(B::FLOOR_MOD, abs_a, abs_b, None);
+            let sign = e.unary(B::SIGN, a, None);
+            e.binary(B::MUL, sign, m, Some(y));
+            Ok(())
+        }
+        Op::PRelu => {
+            let x = arg(&mut e, 0)?;
+            let slope = arg(&mut e, 1)?;
+            let y = e.lx.define(out, layout)?;
+            e.op(B::PRELU, &[x, slope], tfl::BuiltinOptionsT::NONE, y);
+            Ok(())
+        }
+        Op::Pow => {
+            let x = arg(&mut e, 0)?;
+            let mut p = arg(&mut e, 1)?;
+            let y = e.lx.define(out, layout)?;
+            let want = e.tensor_dtype(x);
+            if e.tensor_dtype(p) != want {
+                p = e.cast(p, want, None);
+            }
+            e.binary(B::POW, x, p, Some(y));
+            Ok(())
+        }
+        Op::Sum | Op::Max | Op::Min | Op::Mean => {
+            let code = match node.op {
+                Op::Max => B::MAXIMUM,
+                Op::Min => B::MINIMUM,
+                _ => B::ADD,
+            };
+            let n = inputs.len();
+            let y = e.lx.define(out, layout)?;
+            let mut acc = arg(&mut e, 0)?;
+            for i in 1..n {
+                let next = arg(&mut e, i)?;
+                let last = i == n - 1 && !matches!(node.op, Op::Mean);
+                acc = e.binary(code, acc, next, last.then_some(y));
+            }
+            if matches!(node.op, Op::Mean) {
+                let count = e.scalar(n as f64, dtype)?;
+                e.binary(B::DIV, acc, count, Some(y));
+            }
+            Ok(())
+        }
+        Op::Where => {
+            let c = arg(&mut e, 0)?;
+            let a = arg(&mut e, 1)?;
+            let b = arg(&mut e, 2)?;
+            let y = e.lx.define(out, layout)?;
+            e.select(c, a, b, Some(y));
+            Ok(())
+        }
+        Op::Clip => clip(&mut e, node, layout, rank, out),
+        Op::Cast(_) | Op::CastLike(_) => {
+            let x = arg(&mut e, 0)?;
+            let y = e.lx.define(out, layout)?;
+            let to = e.tensor_dtype(y);
+            e.cast(x, to, Some(y));
+            Ok(())
+        }
+        other => Err(e.lx.error(format!(
+            "{} has no TFLite lowering in the elementwise family",
+            other.name()
+        ))),
+    }
+}
+
+/// One builtin on input 0, written to the output.
+fn unary(
+    e: &mut Emit,
+    node: &Node,
+    code: B,
+    layout: Layout,
+    rank: usize,
+    out: ValueId,
+) -> Result<()> {
+    let v = e.lx.input(node, 0)?;
+    let x = e.lx.broadcast_operand(v, layout, rank)?;
+    let y = e.lx.define(out, layout)?;
+    e.op(code, &[x], default_options(code), y);
+    Ok(())
+}
+
+/// One broadcasting builtin on inputs 0 and 1, written to the output.
+fn binary(
+    e: &mut Emit,
+    node: &Node,
+    code: B,
+    layout: Layout,
+    rank: usize,
+    out: ValueId,
+) -> Result<()> {
+    let a = e.lx.input(node, 0)?;
+    let b = e.lx.input(node, 1)?;
+    let a = e.lx.broadcast_operand(a, layout, rank)?;
+    let b = e.lx.broadcast_operand(b, layout, rank)?;
+    let y = e.lx.define(out, layout)?;
+    e.op(code, &[a, b], default_options(code), y);
+    Ok(())
+}
+
+/// Round half to even (ROUND is missing from the reference resolver): adding
+/// and subtracting 1.5 * 2^23 rounds a float32 of magnitude below 2^22 to an
+/// integer with the hardware's ties-to-even; larger values already are integers.
+fn round_half_even(e: &mut Emit, x: TensorId, y: TensorId) -> Result<()> {
+    const MAGIC: f64 = 12_582_912.0; // 1.5 * 2^23
+    const LIMIT: f64 = 4_194_304.0; // 2^22
+    let magic = e.scalar(MAGIC, DType::F32)?;
+    let limit = e.scalar(LIMIT, DType::F32)?;
+    let up = e.binary(B::ADD, x, magic, None);
+    let rounded = e.binary(B::SUB, up, magic, None);
+    let abs = e.unary(B::ABS, x, None);
+    let small = e.compare(B::LESS, abs, limit, None);
+    e.select(small, rounded, x, Some(y));
+    Ok(())
+}
+
+/// `pos_scale * relu(x) + neg_scale * (exp(min(x, 0) / inner) - 1)`: ELU
+/// (ELU is missing from the reference resolver), SELU and CELU.
+fn elu_like(
+    e: &mut Emit,
+    x: TensorId,
+    pos_scale: f64,
+    neg_scale: f64,
+    inner: Option<f64>,
+    y: TensorId,
+) -> Result<()> {
+    let zero = e.scalar(0.0, DType::F32)?;
+    let one = e.scalar(1.0, DType::F32)?;
+    let neg = e.binary(B::MINIMUM, x, zero, None);
+    let neg = match inner {
+        Some(d) if d != 1.0 => {
+            let d = e.scalar(d, DType::F32)?;
+            e.binary(B::DIV, neg, d, None)
+        }
+        _ => neg,
+    };
+    let exp = e.unary(B::EXP, neg, None);
+    let mut neg_part = e.binary(B::SUB, exp, one, None);
+    if neg_scale != 1.0 {
+        let s = e.scalar(neg_scale, DType::F32)?;
+        neg_part = e.binary(B::MUL, neg_part, s, None);
+    }
+    let mut pos_part = e.unary(B::RELU, x, None);
+    if pos_scale != 1.0 {
+        let s = e.scalar(pos_scale, DType::F32)?;
+        pos_part = e.binary(B::MUL, pos_part, s, None);
+    }
+    e.binary(B::ADD, pos_part, neg_part, Some(y));
+    Ok(())
+}
+
+/// `relu(x) + log(1 + exp(-|x|))`, which does not overflow for large x.
+fn softplus(e: &mut Emit, x: TensorId, out: Option<TensorId>) -> Result<TensorId> {
+    let one = e.scalar(1.0, DType::F32)?;
+    let abs = e.unary(B::ABS, x, None);
+    let neg = e.unary(B::NEG, abs, None);
+    let exp = e.unary(B::EXP, neg, None);
+    let sum = e.binary(B::ADD, exp, one, None);
+    let log = e.unary(B::LOG, sum, None);
+    let relu = e.unary(B::RELU, x, None);
+    Ok(e.binary(B::ADD, relu, log, out))
+}
+
+/// Clip: RELU, RELU6 or RELU_N1_TO_1 for those constant float bounds, else
+/// MAXIMUM with the lower bound then MINIMUM with the upper one (so min > max
+/// gives max, as ONNX says).
+fn clip(e: &mut Emit, node: &Node, layout: Layout, rank: usize, out: ValueId) -> Result<()> {
+    let dtype = e.lx.dtype(out)?;
+    let bound = |e: &Emit, i: usize| -> Result<Option<f64>> {
+        match node.input(i) {
+            Some(v) => Ok(e.lx.constant(v)?.and_then(|t| {
+                let values = t.to_f64_vec();
+                (values.len() == 1).then(|| values[0])
+            })),
+            None => Ok(None),
+        }
+    };
+    let lo = bound(e, 1)?;
+    let hi = bound(e, 2)?;
+    let x_value = e.lx.input(node, 0)?;
+    let x = e.lx.broadcast_operand(x_value, layout, rank)?;
+    if dtype == DType::F32 {
+        let relu = match (node.input(1).map(|_| lo), node.input(2).map(|_| hi)) {
+            (Some(Some(0.0)), None) => Some(B::RELU),
+            (Some(Some(0.0)), Some(Some(6.0))) => Some(B::RELU6),
+            (Some(Some(-1.0)), Some(Some(1.0))) => Some(B::RELU_N1_TO_1),
+            (Some(Some(0.0)), Some(Some(1.0))) => Some(B::RELU_0_TO_1),
+            _ => None,
+        };
+        if let Some(code) = relu {
+            let y = e.lx.define(out, layout)?;
+            e.op(code, &[x], tfl::BuiltinOptionsT::NONE, y);
+            return Ok(());
+        }
+    }
+    let y = e.lx.define(out, layout)?;
+    let lo = match node.input(1) {
+        Some(v) => Some(e.lx.broadcast_operand(v, layout, rank)?),
+        None => None,
+    };
+    let hi = match node.input(2) {
+        Some(v) => Some(e.lx.broadcast_operand(v, layout, rank)?),
+        None => None,
+    };
+    match (lo, hi) {
+        (Some(lo), Some(hi)) => {
+            let m = e.binary(B::MAXIMUM, x, lo, None);
+            e.binary(B::MINIMUM, m, hi, Some(y));
+        }
+        (Some(lo), None) => {
+            e.binary(B::MAXIMUM, x, lo, Some(y));
+        }
+        (None, Some(hi)) => {
+            e.binary(B::MINIMUM, x, hi, Some(y));
+        }
+        (None, None) => return Err(e.lx.error("Clip without bounds is lowered as its input")),
+    }
+    Ok(())
+}
+
+/// Option tables of the ops that have parameters (all defaults: no fused activation).
+pub(super) fn default_options(code: B) -> tfl::BuiltinOptionsT {
+    use tfl::BuiltinOptionsT as O;
+    match code {
+        B::ADD => O::AddOptions(Box::default()),
+        B::SUB => O::SubOptions(Box::default()),
+        B::MUL => O::MulOptions(Box::default()),
+        B::DIV => O::DivOptions(Box::default()),
+        _ => O::NONE,
+    }
+}
+
+/// Numpy broadcasting of two stored shapes.
+pub(super) fn broadcast_shape(a: &[i32], b: &[i32]) -> Vec<i32> {
+    let n = a.len().max(b.len());
+    let at = |s: &[i32], i: usize| {
+        if i + s.len() >= n {
+            s[i + s.len() - n]
+        } else {
+            1
+        }
+    };
+    (0..n)
+        .map(|i| {
+            let (da, db) = (at(a, i), at(b, i));
+            if da == 1 { db } else { da }
+        })
+        .collect()
+}
+
+/// Emits the operators of one node: intermediates are new tensors named
+/// after the node, the last operator writes the node's output.
+pub(super) struct Emit<'a, 'g> {
+    pub lx: &'a mut Lowerer<'g>,
+    pub hint: String,
+}
+
+impl Emit<'_, '_> {
+    pub fn tensor_dtype(&self, t: TensorId) -> tfl::TensorType {
+        self.lx.model.tensor(t).dtype
+    }
+
+    pub fn tensor_shape(&self, t: TensorId) -> Vec<i32> {
+        self.lx.model.tensor(t).shape.clone()
+    }
+
+    /// A new intermediate tensor.
+    pub fn temp(&mut self, dtype: tfl::TensorType, shape: Vec<i32>) -> TensorId {
+        let hint = format!("{}_part", self.hint);
+        self.lx.temp(&hint, dtype, shape)
+    }
+
+    pub fn op(
+        &mut self,
+        code: B,
+        inputs: &[TensorId],
+        options: tfl::BuiltinOptionsT,
+        out: TensorId,
+    ) {
+        self.lx.op(
+            code,
+            inputs.iter().map(|&t| Some(t)).collect(),
+            vec![out],
+            options,
+        );
+    }
+
+    /// `code(x)` into `out`, or into a new tensor like `x`.
+    pub fn unary(&mut self, code: B, x: TensorId, out: Option<TensorId>) -> TensorId {
+        let out = out.unwrap_or_else(|| {
+            let (dtype, shape) = (self.tensor_dtype(x), self.tensor_shape(x));
+            self.temp(dtype, shape)
+        });
+        self.op(code, &[x], default_options(code), out);
+        out
+    }
+
+    /// `code(a, b)` into `out`, or into a new tensor of `a`'s type and the broadcast shape.
+    pub fn binary(&mut self, code: B, a: TensorId, b: TensorId, out: Option<TensorId>) -> TensorId {
+        let dtype = self.tensor_dtype(a);
+        self.binary_to(code, a, b, dtype, out)
+    }
+
+    /// A comparison: a bool result.
+    pub fn compare(
+        &mut self,
+        code: B,
+        a: TensorId,
+        b: TensorId,
+        out: Option<TensorId>,
+    ) -> TensorId {
+        self.binary_to(code, a, b, tfl::TensorType::BOOL, out)
+    }
+
+    fn binary_to(
+        &mut self,
+        code: B,
+        a: TensorId,
+        b: TensorId,
+        dtype: tfl::TensorType,
+        out: Option<TensorId>,
+    ) -> TensorId {
+        let out = out.unwrap_or_else(|| {
+            let shape = broadcast_shape(&self.tensor_shape(a), &self.tensor_shape(b));
+            self.temp(dtype, shape)
+        });
+        self.op(code, &[a, b], default_options(code), out);
+        out
+    }
+
+    /// SELECT_V2: `c ? a : b`, broadcasting all three.
+    pub fn select(
+        &mut self,
+        c: TensorId,
+        a: TensorId,
+        b: TensorId,
+        out: Option<TensorId>,
+    ) -> TensorId {
+        let out = out.unwrap_or_else(|| {
+            let ab = broadcast_shape(&self.tensor_shape(a), &self.tensor_shape(b));
+            let shape = broadcast_shape(&self.tensor_shape(c), &ab);
+            let dtype = self.tensor_dtype(a);
+            self.temp(dtype, shape)
+        });
+        self.op(B::SELECT_V2, &[c, a, b], tfl::BuiltinOptionsT::NONE, out);
+        out
+    }
+
+    /// CAST of `x` to `to`.
+    pub fn cast(&mut self, x: TensorId, to: tfl::TensorType, out: Option<TensorId>) -> TensorId {
+        let out = out.unwrap_or_else(|| {
+            let shape = self.tensor_shape(x);
+            self.temp(to, shape)
+        });
+        let options = tfl::BuiltinOptionsT::CastOptions(Box::new(tfl::CastOptionsT {
+            in_data_type: self.tensor_dtype(x),
+            out_data_type: to,
+        }));
+        self.op(B::CAST, &[x], options, out);
+        out
+    }
+
+    /// A rank-0 constant of `dtype`.
+    pub fn scalar(&mut self, value: f64, dtype: DType) -> Result<TensorId> {
+        let t = Tensor::F64(ArrayD::from_elem(IxDyn(&[]), value))
+            .cast(dtype)
+            .map_err(|err| self.lx.error(err.to_string()))?;
+        let hint = format!("{}_const", self.hint);
+        self.lx.const_tensor(&hint, &t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::tflite::lower::{IoLayout, LowerOptions, support};
+    use crate::formats::tflite::model::TflModel;
+    use crate::ir::text::parse;
+
+    fn lowered(text: &str, io_layout: IoLayout) -> TflModel {
+        let g = parse(text).unwrap();
+        for (id, _) in g.nodes() {
+            assert_eq!(support(&g, id), Support::Native, "{}", g.node(id).name);
+        }
+        let opts = LowerOptions {
+            io_layout,
+            ..LowerOptions::default()
+        };
+        crate::formats::tflite::lower::lower(&g, &opts).unwrap()
+    }
+
+    fn codes(m: &TflModel) -> Vec<B> {
+        m.operators.iter().map(|op| op.code).collect()
+    }
+
+    fn f32_data(m: &TflModel, t: TensorId) -> Vec<f32> {
+        let bytes = m.tensor(t).data.as_ref().expect("a constant");
+        bytes
+            .chunks(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    fn support_of(text: &str) -> Support {
+        let g = parse(text).unwrap();
+        let (id, _) = g.nodes().next().unwrap();
+        support(&g, id)
+    }
+
+    #[test]
+    fn broadcast_constant_is_permuted_to_channels_last() {
+        let m = lowered(
+            "graph g {
+  input x: f32[1,3,2,2]
+  weight b: f32[3,1,1] = [1,2,3]
+  node add: y: f32[1,3,2,2] = Add (x, b)
+  output y
+}
+",
+            IoLayout::ChannelsLast,
+        );
+        assert_eq!(codes(&m), vec![B::ADD]);
+        let add = &m.operators[0];
+        let b = add.inputs[1].unwrap();
+        assert_eq!(m.tensor(b).shape, vec![1, 1, 1, 3]);
+        assert_eq!(f32_data(&m, b), vec![1.0, 2.0, 3.0]);
+        assert_eq!(m.tensor(add.outputs[0]).shape, vec![1, 2, 2, 3]);
+    }
+
+    #[test]
+    fn squeeze_excite_mul_stays_channels_last() {
+        let m = lowered(
+            "graph g {
+  input x: f32[1,8,4,4]
+  input s: f32[1,8,1,1]
+  node hs: h: f32[1,8,4,4] = HardSwish (x)
+  node sig: g: f32[1,8,1,1] = Sigmoid (s)
+  node mul: y: f32[1,8,4,4] = Mul (h, g)
+  output y
+}
+",
+            IoLayout::ChannelsLast,
+        );
+        assert_eq!(codes(&m), vec![B::HARD_SWISH, B::LOGISTIC, B::MUL]);
+        let mul = &m.operators[2];
+        assert_eq!(m.tensor(mul.inputs[1].unwrap()).shape, vec![1, 1, 1, 8]);
+        assert_eq!(m.tensor(mul.outputs[0]).shape, vec![1, 4, 4, 8]);
+    }
+
+    #[test]
+    fn lower_rank_operand_gets_leading_ones_in_channels_last() {
+        let m = lowered(
+            "graph g {
+  input x: f32[1,3,2,2]
+  input b: f32[2]
+  node add: y: f32[1,3,2,2] = Add (x, b)
+  output y
+}
+",
+            IoLayout::ChannelsLast,
+        );
+        // b [2] is x's last source axis (W): [1,1,1,2] NCHW, [1,1,2,1] NHWC.
+        assert_eq!(codes(&m), vec![B::RESHAPE, B::ADD]);
+        let add = &m.operators[1];
+        assert_eq!(m.tensor(add.inputs[1].unwrap()).shape, vec![1, 1, 2, 1]);
+    }
+
+    #[test]
+    fn clip_picks_relu_variants_and_falls_back_to_max_min() {
+        let relu6 = lowered(
+            "graph g {
+  input x: f32[2,3]
+  weight lo: f32[] = [0]
+  weight hi: f32[] = [6]
+  node c: y: f32[2,3] = Clip (x, lo, hi)
+  output y
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(codes(&relu6), vec![B::RELU6]);
+        // Only used constants reach the model.
+        assert!(relu6.tensors.iter().all(|t| t.data.is_none()));
+        let general = lowered(
+            "graph g {
+  input x: i8[2,3]
+  weight lo: i8[] = [-2]
+  weight hi: i8[] = [5]
+  node c: y: i8[2,3] = Clip (x, lo, hi)
+  output y
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(codes(&general), vec![B::MAXIMUM, B::MINIMUM]);
+        let only_max = lowered(
+            "graph g {
+  input x: f32[2,3]
+  input hi: f32[]
+  node c: y: f32[2,3] = Clip (x, _, hi)
+  output y
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(codes(&only_max), vec![B::MINIMUM]);
+    }
+
+    #[test]
+    fn builtins_missing_from_the_reference_resolver_are_decomposed() {
+        let m = lowered(
+            "graph g {
+  input x: f32[4]
+  node r: a: f32[4] = Round (x)
+  node c: b: f32[4] = Ceil (x)
+  node e: y: f32[4] = Elu {\"alpha\":0.5} (x)
+  output a, b, y
+}
+",
+            IoLayout::Source,
+        );
+        let c = codes(&m);
+        for missing in [B::ROUND, B::CEIL, B::ELU] {
+            assert!(!c.contains(&missing), "{c:?}");
+        }
+        assert_eq!(
+            c[..5],
+            [B::ADD, B::SUB, B::ABS, B::LESS, B::SELECT_V2],
+            "round: {c:?}"
+        );
+        assert_eq!(c[5..8], [B::NEG, B::FLOOR, B::NEG], "ceil: {c:?}");
+        assert_eq!(
+            c[8..],
+            [B::MINIMUM, B::EXP, B::SUB, B::MUL, B::RELU, B::ADD],
+            "elu: {c:?}"
+        );
+        // The last operator of each node writes the node's output.
+        let outputs: Vec<TensorId> = m.outputs.clone();
+        assert_eq!(m.operators[4].outputs[0], outputs[0]);
+        assert_eq!(m.operators[7].outputs[0], outputs[1]);
+        assert_eq!(m.operators[13].outputs[0], outputs[2]);
+    }
+
+    #[test]
+    fn activations_with_options() {
+        let m = lowered(
+            "graph g {
+  input x: f32[4]
+  node l: a: f32[4] = LeakyRelu {\"alpha\":0.25} (x)
+  node g: b: f32[4] = Gelu {\"approximate\":\"Tanh\"} (x)
+  output a, b
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(codes(&m), vec![B::LEAKY_RELU, B::GELU]);
+        match &m.operators[0].options {
+            tfl::BuiltinOptionsT::LeakyReluOptions(o) => assert_eq!(o.alpha, 0.25),
+            other => panic!("{other:?}"),
+        }
+        match &m.operators[1].options {
+            tfl::BuiltinOptionsT::GeluOptions(o) => assert!(o.approximate),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn nary_mean_is_a_chain_then_a_division() {
+        let m = lowered(
+            "graph g {
+  input a: f32[2,3]
+  input b: f32[3]
+  input c: f32[2,1]
+  node m: y: f32[2,3] = Mean (a, b, c)
+  output y
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(codes(&m), vec![B::ADD, B::ADD, B::DIV]);
+        let div = &m.operators[2];
+        assert_eq!(f32_data(&m, div.inputs[1].unwrap()), vec![3.0]);
+        assert_eq!(m.tensor(m.operators[0].outputs[0]).shape, vec![2, 3]);
+    }
+
+    #[test]
+    fn pow_casts_an_integer_exponent_to_the_base_type() {
+        let m = lowered(
+            "graph g {
+  input x: f32[3]
+  input p: i64[3]
+  node p: y: f32[3] = Pow (x, p)
+  output y
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(codes(&m), vec![B::CAST, B::POW]);
+        let cast = &m.operators[0];
+        assert_eq!(m.tensor(cast.outputs[0]).dtype, tfl::TensorType::FLOAT32);
+    }
+
+    #[test]
+    fn fmod_is_sign_times_floor_mod_of_magnitudes() {
+        let m = lowered(
+            "graph g {
+  input a: i32[3]
+  input b: i32[3]
+  node m: y: i32[3] = Mod {\"fmod\":true} (a, b)
+  output y
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(
+            codes(&m),
+            vec![B::ABS, B::ABS, B::FLOOR_MOD, B::SIGN, B::MUL]
+        );
+    }
+
+    #[test]
+    fn comparisons_logic_and_select() {
+        let m = lowered(
+            "graph g {
+  input a: f32[2,3]
+  input b: f32[3]
+  node lt: c: bool[2,3] = Less (a, b)
+  node nan: n: bool[2,3] = IsNaN (a)
+  node x: d: bool[2,3] = Xor (c, n)
+  node w: y: f32[2,3] = Where (d, a, b)
+  output y
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(
+            codes(&m),
+            vec![B::LESS, B::NOT_EQUAL, B::NOT_EQUAL, B::SELECT_V2]
+        );
+        assert_eq!(
+            m.tensor(m.operators[0].outputs[0]).dtype,
+            tfl::TensorType::BOOL
+        );
+    }
+
+    #[test]
+    fn identity_cases_emit_no_operator() {
+        let m = lowered(
+            "graph g {
+  input x: f32[2]
+  node c: a: f32[2] = Cast {\"to\":\"f32\",\"saturate\":true} (x)
+  node s: b: f32[2] = Sum (a)
+  node r: y: f32[2] = Relu (b)
+  output y
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(codes(&m), vec![B::RELU]);
+        assert_eq!(m.operators[0].inputs[0], Some(m.inputs[0]));
+    }
+
+    #[test]
+    fn support_names_the_dtype_the_kernel_lacks() {
+        let add_i8 = support_of(
+            "graph g {
+  input a: i8[2]
+  input b: i8[2]
+  node add: y: i8[2] = Add (a, b)
+  output y
+}
+",
+        );
+        match add_i8 {
+            Support::Unsupported(why) => assert!(why.contains("i8"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let exp_f64 = support_of(
+            "graph g {
+  input a: f64[2]
+  node e: y: f64[2] = Exp (a)
+  output y
+}
+",
+        );
+        assert!(matches!(exp_f64, Support::Unsupported(_)));
+        let erf = support_of(
+            "graph g {
+  input a: f32[2]
+  node e: y: f32[2] = Erf (a)
+  output y
+}
+",
+        );
+        assert!(matches!(erf, Support::Unsupported(_)));
+        let pow_int_float = support_of(
+            "graph g {
+  input a: i32[2]
+  input b: f32[2]
+  node p: y: i32[2] = Pow (a, b)
+  output y
+}
+",
+        );
+        assert!(matches!(pow_int_float, Support::Unsupported(_)));
+        let lt_u8 = support_of(
+            "graph g {
+  input a: u8[2]
+  input b: u8[2]
+  node l: y: bool[2] = Less (a, b)
+  output y
+}
+",
+        );
+        assert!(matches!(lt_u8, Support::Unsupported(_)));
+    }
 }
