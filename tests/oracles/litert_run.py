@@ -30,6 +30,11 @@ goes on. RESULTS.jsonl gets one JSON object per line, flushed at once:
 A "started" line without its outcome means the process died in that run
 (LiteRT aborting or crashing); the caller resumes with the remaining jobs.
 The exit status is 0 whenever the batch ran to its end, failures or not.
+With EDGECONV_LITERT_ABORT_ON=PATH in the environment the process aborts
+when it is about to load the model at PATH, so tests can check the resume.
+
+Inputs must have the model's declared shape (a -1 of `shape_signature`
+takes any size): LiteRT itself would resize an input to whatever it is fed.
 
 `describe`: writes OUT.json, a list with one entry per model:
 
@@ -45,6 +50,7 @@ delegate). A model that does not load gives {"model", "ok": false, "error"}.
 """
 
 import json
+import os
 import sys
 import zipfile
 
@@ -59,6 +65,8 @@ SIGNATURE = "serving_default"
 
 
 def load(model, resolver):
+    if os.environ.get("EDGECONV_LITERT_ABORT_ON") == model:
+        os.abort()
     return Interpreter(model_path=model, experimental_op_resolver_type=RESOLVERS[resolver])
 
 
@@ -120,6 +128,13 @@ def delegated_ops(ops):
     return sorted(delegated)
 
 
+def check_shape(name, details, value):
+    declared = [int(d) for d in details["shape_signature"]]
+    fits = len(declared) == value.ndim and all(d in (-1, v) for d, v in zip(declared, value.shape))
+    if not fits:
+        raise ValueError(f"input {name!r} has shape {list(value.shape)}, the model declares {declared}")
+
+
 def run_one(model, resolver, inputs):
     """Outputs by name, the op names, and the delegated op indices."""
     interpreter = load(model, resolver)
@@ -129,6 +144,8 @@ def run_one(model, resolver, inputs):
         expected = sorted(runner.get_input_details())
         if sorted(feeds) != expected:
             raise ValueError(f"signature inputs are {expected}, the job gives {sorted(feeds)}")
+        for name, details in runner.get_input_details().items():
+            check_shape(name, details, feeds[name])
         outputs = runner(**feeds)
     else:
         details = interpreter.get_input_details()
@@ -136,6 +153,7 @@ def run_one(model, resolver, inputs):
         if sorted(feeds) != expected:
             raise ValueError(f"no '{SIGNATURE}' signature; input tensors are {expected}, the job gives {sorted(feeds)}")
         for d in details:
+            check_shape(d["name"], d, feeds[d["name"]])
             interpreter.resize_tensor_input(d["index"], feeds[d["name"]].shape)
         interpreter.allocate_tensors()
         for d in details:
