@@ -666,3 +666,60 @@ fn large_inline_data_is_copied_whole_and_reported() {
         }
     }
 }
+
+/// Above the threshold, Auto keeps the flatbuffer small and streams the data
+/// after it (an untouched anonymous mapping: no memory, zero bytes).
+#[test]
+fn auto_streams_large_data_after_a_small_flatbuffer() {
+    const SIZE: usize = (OFFSET_BUFFERS_THRESHOLD + 4096) as usize;
+    let map = memmap2::MmapMut::map_anon(SIZE)
+        .unwrap()
+        .make_read_only()
+        .unwrap();
+    let mut m = TflModel::default();
+    let first = f32_bytes(&[1.0, 2.0, 3.0]);
+    let last = Bytes::from_static(&[7, 7, 7]);
+    m.add_tensor(tensor(
+        "first",
+        tfl::TensorType::FLOAT32,
+        &[3],
+        Some(first.clone()),
+    ));
+    m.add_tensor(tensor(
+        "big",
+        tfl::TensorType::INT8,
+        &[SIZE as i32],
+        Some(Bytes::from_owner(map)),
+    ));
+    m.add_tensor(tensor(
+        "last",
+        tfl::TensorType::INT8,
+        &[3],
+        Some(last.clone()),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("big.tflite");
+    let written = write_model(&m, &out, OffsetBuffers::Auto, &Silent).unwrap();
+    assert!(written.offset_buffers);
+    assert!(written.flatbuffer_bytes < 4096, "{written:?}");
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), written.bytes);
+
+    let file = std::fs::read(&out).unwrap();
+    let model = read(&file);
+    let buffers = model.buffers().unwrap();
+    let located: Vec<(u64, u64)> = (1..=3)
+        .map(|i| (buffers.get(i).offset(), buffers.get(i).size()))
+        .collect();
+    let start = written.flatbuffer_bytes.next_multiple_of(16);
+    let big_at = start + 16;
+    let last_at = big_at + SIZE as u64;
+    assert_eq!(located, [(start, 12), (big_at, SIZE as u64), (last_at, 3)]);
+    assert_eq!(&file[start as usize..][..12], &first[..]);
+    assert!(
+        file[big_at as usize..last_at as usize]
+            .iter()
+            .all(|&b| b == 0)
+    );
+    assert_eq!(&file[last_at as usize..][..3], &last[..]);
+    assert_eq!(written.bytes, (last_at + 3).next_multiple_of(16) + 16);
+}
