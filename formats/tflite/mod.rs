@@ -28,4 +28,5 @@ pub use schema_generated::tflite as schema;
 pub mod legalize;
 pub mod lower;
 pub mod model;
+pub mod target;
 pub mod write;

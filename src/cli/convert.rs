@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use edgeconv::formats::onnx::export::{ExternalData, OnnxTarget};
 use edgeconv::formats::coverage::CoverageReport;
+use edgeconv::formats::onnx::export::{ExternalData, OnnxTarget};
+use edgeconv::formats::target::{EmitReport, Target, require_supported};
 use edgeconv::formats::tflite::lower::{IoLayout, LowerOptions};
 use edgeconv::formats::tflite::target::TfliteTarget;
 use edgeconv::formats::tflite::write::OffsetBuffers;
-use edgeconv::formats::target::{EmitReport, Target, require_supported};
 use edgeconv::ir::error::Error;
 use edgeconv::passes::manager::PipelineReport;
 use edgeconv::passes::pin_shapes::{Pin, PinShapes};
@@ -167,7 +167,8 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
     };
     if req.target == TargetName::Onnx && req.quant.is_some() {
         return Err(Error::Input(
-            "--quant applies to the tflite target; the onnx target writes the model's own types".into(),
+            "--quant applies to the tflite target; the onnx target writes the model's own types"
+                .into(),
         )
         .into());
     }

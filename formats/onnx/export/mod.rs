@@ -13,8 +13,8 @@
 mod nodes;
 mod stream;
 
-use std::collections::HashSet;
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::path::Path;
 
 use bytes::Bytes;
