@@ -51,7 +51,6 @@ const CAST_TYPES: &[DType] = &[
     DType::I32,
     DType::I64,
     DType::F16,
-    DType::BF16,
     DType::F32,
     DType::F64,
 ];
@@ -67,7 +66,6 @@ const SELECT_TYPES: &[DType] = &[
     DType::U64,
     DType::I64,
     DType::F16,
-    DType::BF16,
     DType::F32,
     DType::F64,
 ];

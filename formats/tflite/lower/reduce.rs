@@ -67,15 +67,26 @@ fn check(g: &Graph, node: &Node) -> Result<Support, String> {
         | Op::ReduceLogSum(_)
         | Op::ReduceLogSumExp(_)
         | Op::ReduceSumSquare(_) => {
-            if let Some(axes) = node.input(1) {
-                let w = g
-                    .weight_of(axes)
-                    .ok_or("the axes must be a constant for the TFLite target")?;
-                let values = Tensor::from_bytes(w.dtype, &w.shape, &w.data)
-                    .and_then(|t| t.to_i64_vec())
-                    .map_err(|e| format!("axes: {e}"))?;
-                for a in values {
-                    normalize_axis(a, rank)?;
+            let (Op::ReduceMean(a)
+            | Op::ReduceSum(a)
+            | Op::ReduceMax(a)
+            | Op::ReduceMin(a)
+            | Op::ReduceProd(a)
+            | Op::ReduceL1(a)
+            | Op::ReduceL2(a)
+            | Op::ReduceLogSum(a)
+            | Op::ReduceLogSumExp(a)
+            | Op::ReduceSumSquare(a)) = &node.op
+            else {
+                unreachable!("matched above")
+            };
+            if let Axes::Runtime(v) = resolve_axes(g, node, a)? {
+                if matches!(node.op, Op::ReduceLogSumExp(_)) {
+                    return Err("the axes must be a constant (or follow from the shapes) for the TFLite target's ReduceLogSumExp".into());
+                }
+                match g.fact(v).dtype {
+                    Some(DType::I32 | DType::I64) => {}
+                    other => return Err(format!("axes of type {other:?}")),
                 }
             }
             let allowed: &[DType] = match node.op {
@@ -130,17 +141,15 @@ fn check(g: &Graph, node: &Node) -> Result<Support, String> {
             Ok(Support::Native)
         }
         Op::CumSum(_) => {
-            let axis = node.input(1).ok_or("CumSum needs its axis")?;
-            let w = g
-                .weight_of(axis)
-                .ok_or("the axis must be a constant for the TFLite target")?;
-            let values = Tensor::from_bytes(w.dtype, &w.shape, &w.data)
-                .and_then(|t| t.to_i64_vec())
-                .map_err(|e| format!("axis: {e}"))?;
-            match values[..] {
-                [a] => normalize_axis(a, rank)?,
-                _ => return Err("the axis must hold one value".into()),
-            };
+            if rank == 0 {
+                return Err("cumulative sum of a scalar".into());
+            }
+            if let CumSumAxis::Runtime(v) = cumsum_axis(g, node)? {
+                match g.fact(v).dtype {
+                    Some(DType::I32 | DType::I64) => {}
+                    other => return Err(format!("axis of type {other:?}")),
+                }
+            }
             data_dtypes(g, node, CUMSUM_TYPES)?;
             Ok(Support::Native)
         }
@@ -173,6 +182,128 @@ fn data_dtypes(g: &Graph, node: &Node, allowed: &[DType]) -> Result<(), String> 
         }
     }
     Ok(())
+}
+
+enum CumSumAxis {
+    Static(usize),
+    Runtime(ValueId),
+}
+
+/// CumSum's axis: constant, implied by a rank-1 input, or given at run time.
+fn cumsum_axis(g: &Graph, node: &Node) -> Result<CumSumAxis, String> {
+    let x = node.input(0).ok_or("input 0 is required")?;
+    let rank = rank_of(g, x)?;
+    let axis = node.input(1).ok_or("CumSum needs its axis")?;
+    match g.weight_of(axis) {
+        Some(w) => {
+            let values = Tensor::from_bytes(w.dtype, &w.shape, &w.data)
+                .and_then(|t| t.to_i64_vec())
+                .map_err(|e| format!("axis: {e}"))?;
+            match values[..] {
+                [a] => Ok(CumSumAxis::Static(normalize_axis(a, rank)?)),
+                _ => Err("the axis must hold one value".into()),
+            }
+        }
+        None if rank == 1 => Ok(CumSumAxis::Static(0)),
+        None => Ok(CumSumAxis::Runtime(axis)),
+    }
+}
+
+/// The axes a reduction runs over.
+enum Axes {
+    /// Known at conversion (source axes, sorted, unique); empty is a no-op.
+    Static(Vec<usize>),
+    /// Given at run time by this value: only when the shapes cannot tell.
+    Runtime(ValueId),
+}
+
+fn fixed_shape(g: &Graph, v: ValueId) -> Result<Vec<usize>, String> {
+    g.fact(v)
+        .shape
+        .as_fixed()
+        .ok_or_else(|| format!("value '{}' has no static shape", g.value(v).name))
+}
+
+/// The axes of a reduction: the constant axes input, else the only ones the
+/// static input and output shapes allow (axes of size 1 reduce to the same
+/// values either way), else the runtime input.
+fn resolve_axes(g: &Graph, node: &Node, attrs: &ReduceAttrs) -> Result<Axes, String> {
+    let x = node.input(0).ok_or("input 0 is required")?;
+    let rank = rank_of(g, x)?;
+    let listed = match node.input(1) {
+        None => Some(Vec::new()),
+        Some(v) => match g.weight_of(v) {
+            Some(w) => Some(
+                Tensor::from_bytes(w.dtype, &w.shape, &w.data)
+                    .and_then(|t| t.to_i64_vec())
+                    .map_err(|e| format!("axes: {e}"))?,
+            ),
+            None if fixed_shape(g, v)?.contains(&0) => Some(Vec::new()),
+            None => None,
+        },
+    };
+    if let Some(listed) = listed {
+        let mut axes = Vec::new();
+        for a in listed {
+            let a = normalize_axis(a, rank)?;
+            if !axes.contains(&a) {
+                axes.push(a);
+            }
+        }
+        if axes.is_empty() && !attrs.noop_with_empty_axes {
+            axes = (0..rank).collect();
+        }
+        axes.sort_unstable();
+        return Ok(Axes::Static(axes));
+    }
+    let runtime = node.input(1).expect("checked above");
+    let input = fixed_shape(g, x)?;
+    let output = fixed_shape(g, node.outputs[0])?;
+    Ok(match infer_axes(&input, &output, attrs.keepdims) {
+        Some(axes) => Axes::Static(axes),
+        None => Axes::Runtime(runtime),
+    })
+}
+
+/// The reduced axes the shapes imply, when only one set of them fits.
+fn infer_axes(input: &[usize], output: &[usize], keepdims: bool) -> Option<Vec<usize>> {
+    if keepdims {
+        if input.len() != output.len() {
+            return None;
+        }
+        let mut axes: Vec<usize> = (0..input.len())
+            .filter(|&i| input[i] != output[i])
+            .collect();
+        if axes.iter().any(|&i| output[i] != 1) {
+            return None;
+        }
+        if axes.is_empty() {
+            // Only size-1 axes were reduced: any one of them gives the same values.
+            axes.push(input.iter().position(|&d| d == 1)?);
+        }
+        return Some(axes);
+    }
+    let k = input.len().checked_sub(output.len())?;
+    if k == 0 || input.len() > 16 {
+        return None;
+    }
+    let mut found: Option<Vec<usize>> = None;
+    for mask in 0u32..(1 << input.len()) {
+        if mask.count_ones() as usize != k {
+            continue;
+        }
+        let kept: Vec<usize> = (0..input.len())
+            .filter(|&i| mask & (1 << i) == 0)
+            .map(|i| input[i])
+            .collect();
+        if kept == output {
+            if found.is_some() {
+                return None;
+            }
+            found = Some((0..input.len()).filter(|&i| mask & (1 << i) != 0).collect());
+        }
+    }
+    found
 }
 
 fn normalize_axis(axis: i64, rank: usize) -> Result<usize, String> {
@@ -211,15 +342,31 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         Op::CumSum(a) => {
             let x = lx.input(node, 0)?;
             let rank = lx.rank(x)?;
-            let axis = match lx.constant_i64(lx.input(node, 1)?)?[..] {
-                [a] => axis_of(lx, a, rank)?,
-                _ => return Err(lx.error("the axis must hold one value")),
+            let axis = cumsum_axis(lx.g, node).map_err(|why| lx.error(why))?;
+            let layout = match axis {
+                CumSumAxis::Static(_) => lx.common_layout(&[x], rank),
+                CumSumAxis::Runtime(_) => Layout::Source,
             };
-            let layout = lx.common_layout(&[x], rank);
             let xt = lx.operand(x, layout)?;
+            let axis_t = match axis {
+                CumSumAxis::Static(axis) => {
+                    let stored = layout.stored_axis(axis, rank) as i32;
+                    lx.const_i32_shaped(&format!("{}_axis", node.name), &[stored], &[])
+                }
+                CumSumAxis::Runtime(v) => {
+                    let t = lx.operand(v, Layout::Source)?;
+                    let mut e = Emit {
+                        lx,
+                        hint: node.name.clone(),
+                    };
+                    if e.tensor_dtype(t) == tfl::TensorType::INT32 {
+                        t
+                    } else {
+                        e.cast(t, tfl::TensorType::INT32, None)
+                    }
+                }
+            };
             let y = lx.define(node.outputs[0], layout)?;
-            let stored = layout.stored_axis(axis, rank) as i32;
-            let axis_t = lx.const_i32_shaped(&format!("{}_axis", node.name), &[stored], &[]);
             lx.op(
                 B::CUMSUM,
                 vec![Some(xt), Some(axis_t)],
@@ -289,21 +436,39 @@ fn reduced_shape(shape: &[i32], stored_axes: &[i32], keepdims: bool) -> Vec<i32>
         .collect()
 }
 
+/// The axes operand of a reducer: stored axes, or a runtime int32 tensor.
+#[derive(Clone, Copy)]
+enum AxesOperand<'a> {
+    Stored(&'a [i32]),
+    Tensor(TensorId),
+}
+
+/// A reducer into `out`, or into a new tensor (its shape: `shape`, else
+/// the input's with the stored axes reduced).
 fn reducer(
     e: &mut Emit,
     code: B,
     x: TensorId,
-    axes: &[i32],
+    axes: AxesOperand,
     keepdims: bool,
     out: Option<TensorId>,
+    shape: Option<Vec<i32>>,
 ) -> TensorId {
+    let axes_t = match axes {
+        AxesOperand::Stored(stored) => {
+            let hint = format!("{}_axes", e.hint);
+            e.lx.const_i32(&hint, stored)
+        }
+        AxesOperand::Tensor(t) => t,
+    };
     let out = out.unwrap_or_else(|| {
-        let shape = reduced_shape(&e.tensor_shape(x), axes, keepdims);
+        let shape = shape.unwrap_or_else(|| match axes {
+            AxesOperand::Stored(stored) => reduced_shape(&e.tensor_shape(x), stored, keepdims),
+            AxesOperand::Tensor(_) => e.tensor_shape(x),
+        });
         let dtype = e.tensor_dtype(x);
         e.temp(dtype, shape)
     });
-    let hint = format!("{}_axes", e.hint);
-    let axes_t = e.lx.const_i32(&hint, axes);
     e.op(
         code,
         &[x, axes_t],
@@ -319,69 +484,71 @@ fn reduce(lx: &mut Lowerer, node: &Node, attrs: &ReduceAttrs, code: B) -> Result
     let x = lx.input(node, 0)?;
     let out = node.outputs[0];
     let rank = lx.rank(x)?;
-    let listed = match node.input(1) {
-        Some(v) => lx.constant_i64(v)?,
-        None => Vec::new(),
-    };
-    let mut axes = Vec::new();
-    for a in listed {
-        let a = axis_of(lx, a, rank)?;
-        if !axes.contains(&a) {
-            axes.push(a);
-        }
-    }
-    if axes.is_empty() && !attrs.noop_with_empty_axes {
-        axes = (0..rank).collect();
-    }
-    axes.sort_unstable();
-    if axes.is_empty() || rank == 0 {
-        let layout = lx.common_layout(&[x], rank);
-        let t = lx.operand(x, layout)?;
-        lx.alias(out, t, layout);
-        return Ok(());
-    }
-    let shape = lx.shape(x)?;
-    if axes.iter().any(|&a| shape[a] == 0) && lx.shape(out)?.iter().all(|&d| d > 0) {
+    let axes = resolve_axes(lx.g, node, attrs).map_err(|why| lx.error(why))?;
+    let numel = |shape: Vec<usize>| shape.iter().product::<usize>();
+    if numel(lx.shape(x)?) == 0 && numel(lx.shape(out)?) > 0 {
+        // Only reducing an empty axis turns an empty input into a non-empty output.
         return empty_reduction(lx, node, out);
     }
-
-    let (in_layout, out_layout) = reduce_layouts(lx, x, rank, &axes, attrs.keepdims);
-    let xt = lx.operand(x, in_layout)?;
-    let mut stored: Vec<i32> = axes
-        .iter()
-        .map(|&a| in_layout.stored_axis(a, rank) as i32)
-        .collect();
-    stored.sort_unstable();
-    let y = lx.define(out, out_layout)?;
     let keep = attrs.keepdims;
+    let (in_layout, out_layout, stored) = match &axes {
+        Axes::Static(axes) if axes.is_empty() || rank == 0 => {
+            return no_reduction(lx, node, x, rank);
+        }
+        Axes::Static(axes) => {
+            let (in_layout, out_layout) = reduce_layouts(lx, x, rank, axes, keep);
+            let mut stored: Vec<i32> = axes
+                .iter()
+                .map(|&a| in_layout.stored_axis(a, rank) as i32)
+                .collect();
+            stored.sort_unstable();
+            (in_layout, out_layout, stored)
+        }
+        Axes::Runtime(_) => (Layout::Source, Layout::Source, Vec::new()),
+    };
+    let xt = lx.operand(x, in_layout)?;
+    let runtime_axes = match axes {
+        Axes::Runtime(v) => {
+            let t = lx.operand(v, Layout::Source)?;
+            Some(t)
+        }
+        Axes::Static(_) => None,
+    };
+    let y = lx.define(out, out_layout)?;
     let mut e = Emit {
         lx,
         hint: node.name.clone(),
     };
+    let axes_op = match runtime_axes {
+        Some(t) if e.tensor_dtype(t) == tfl::TensorType::INT32 => AxesOperand::Tensor(t),
+        Some(t) => AxesOperand::Tensor(e.cast(t, tfl::TensorType::INT32, None)),
+        None => AxesOperand::Stored(&stored),
+    };
+    let out_shape = Some(e.tensor_shape(y));
     match &node.op {
         Op::ReduceL1(_) => {
             let abs = e.unary(B::ABS, xt, None);
-            reducer(&mut e, B::SUM, abs, &stored, keep, Some(y));
+            reducer(&mut e, B::SUM, abs, axes_op, keep, Some(y), None);
         }
         Op::ReduceSumSquare(_) => {
             let sq = e.binary(B::MUL, xt, xt, None);
-            reducer(&mut e, B::SUM, sq, &stored, keep, Some(y));
+            reducer(&mut e, B::SUM, sq, axes_op, keep, Some(y), None);
         }
         Op::ReduceL2(_) => {
             let sq = e.binary(B::MUL, xt, xt, None);
-            let sum = reducer(&mut e, B::SUM, sq, &stored, keep, None);
+            let sum = reducer(&mut e, B::SUM, sq, axes_op, keep, None, out_shape);
             e.unary(B::SQRT, sum, Some(y));
         }
         Op::ReduceLogSum(_) => {
-            let sum = reducer(&mut e, B::SUM, xt, &stored, keep, None);
+            let sum = reducer(&mut e, B::SUM, xt, axes_op, keep, None, out_shape);
             e.unary(B::LOG, sum, Some(y));
         }
         Op::ReduceLogSumExp(_) => {
             // max + log(sum(exp(x - max))): no overflow for large inputs.
-            let max = reducer(&mut e, B::REDUCE_MAX, xt, &stored, true, None);
+            let max = reducer(&mut e, B::REDUCE_MAX, xt, axes_op, true, None, None);
             let shifted = e.binary(B::SUB, xt, max, None);
             let exp = e.unary(B::EXP, shifted, None);
-            let sum = reducer(&mut e, B::SUM, exp, &stored, keep, None);
+            let sum = reducer(&mut e, B::SUM, exp, axes_op, keep, None, out_shape);
             let log = e.unary(B::LOG, sum, None);
             let max = if keep {
                 max
@@ -396,9 +563,45 @@ fn reduce(lx: &mut Lowerer, node: &Node, attrs: &ReduceAttrs, code: B) -> Result
             e.binary(B::ADD, log, max, Some(y));
         }
         _ => {
-            reducer(&mut e, code, xt, &stored, keep, Some(y));
+            // The optimized REDUCE_MAX/MIN kernels reject bool; ANY/ALL are those.
+            let code = match (code, e.tensor_dtype(xt)) {
+                (B::REDUCE_MAX, tfl::TensorType::BOOL) => B::REDUCE_ANY,
+                (B::REDUCE_MIN, tfl::TensorType::BOOL) => B::REDUCE_ALL,
+                _ => code,
+            };
+            reducer(&mut e, code, xt, axes_op, keep, Some(y), None);
         }
     }
+    Ok(())
+}
+
+/// Empty axes with noop_with_empty_axes: the input, after the elementwise
+/// part of the decomposed reductions (as ONNX's reference does).
+fn no_reduction(lx: &mut Lowerer, node: &Node, x: ValueId, rank: usize) -> Result<()> {
+    let out = node.outputs[0];
+    let layout = lx.common_layout(&[x], rank);
+    let xt = lx.operand(x, layout)?;
+    let code = match node.op {
+        Op::ReduceL1(_) | Op::ReduceL2(_) => B::ABS,
+        Op::ReduceSumSquare(_) => B::MUL,
+        Op::ReduceLogSum(_) => B::LOG,
+        _ => {
+            lx.alias(out, xt, layout);
+            return Ok(());
+        }
+    };
+    let y = lx.define(out, layout)?;
+    let inputs = if code == B::MUL {
+        vec![Some(xt), Some(xt)]
+    } else {
+        vec![Some(xt)]
+    };
+    lx.op(
+        code,
+        inputs,
+        vec![y],
+        super::elementwise::default_options(code),
+    );
     Ok(())
 }
 
@@ -869,12 +1072,43 @@ mod tests {
     }
 
     #[test]
-    fn computed_axes_are_unsupported() {
+    fn runtime_axes_follow_from_the_shapes_or_stay_runtime() {
+        // keepdims: the reduced axes are where the shapes differ.
+        let m = lowered(
+            "graph g {
+  input x: f32[1,8,4,4]
+  input axes: i64[1]
+  node s: y: f32[1,8,1,4] = ReduceSum {\"keepdims\":true,\"noop_with_empty_axes\":false} (x, axes)
+  output y
+}
+",
+            IoLayout::ChannelsLast,
+        );
+        assert_eq!(codes(&m), vec![B::SUM]);
+        assert_eq!(i32_data(&m, m.operators[0].inputs[1].unwrap()), vec![1]);
+        // [3,2,2] -> [3,2] may drop axis 1 or 2: the runtime axes decide, in source order.
+        let m = lowered(
+            "graph g {
+  input x: f32[3,2,2]
+  input axes: i64[1]
+  node s: y: f32[3,2] = ReduceL2 {\"keepdims\":false,\"noop_with_empty_axes\":false} (x, axes)
+  output y
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(codes(&m), vec![B::CAST, B::MUL, B::SUM, B::SQRT]);
+        let sum = &m.operators[2];
+        assert_eq!(sum.inputs[1], m.operators[0].outputs.first().copied());
+    }
+
+    #[test]
+    fn ambiguous_runtime_axes_of_log_sum_exp_are_unsupported() {
         let g = parse(
             "graph g {
-  input x: f32[2,3]
+  input x: f32[3,2,2]
   input axes: i64[1]
-  node s: y: f32[2,1] = ReduceSum {\"keepdims\":true,\"noop_with_empty_axes\":false} (x, axes)
+  node s: y: f32[3,2] = ReduceLogSumExp {\"keepdims\":false,\"noop_with_empty_axes\":false} (x, axes)
   output y
 }
 ",
@@ -882,5 +1116,45 @@ mod tests {
         .unwrap();
         let (id, _) = g.nodes().next().unwrap();
         assert!(matches!(support(&g, id), Support::Unsupported(_)));
+    }
+
+    #[test]
+    fn bool_max_and_min_are_any_and_all() {
+        let m = lowered(
+            "graph g {
+  input x: bool[3,2]
+  weight axes: i64[1] = [1]
+  node a: y: bool[3] = ReduceMax {\"keepdims\":false,\"noop_with_empty_axes\":false} (x, axes)
+  node b: z: bool[3] = ReduceMin {\"keepdims\":false,\"noop_with_empty_axes\":false} (x, axes)
+  output y, z
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(codes(&m), vec![B::REDUCE_ANY, B::REDUCE_ALL]);
+    }
+
+    #[test]
+    fn noop_reduction_keeps_the_elementwise_part() {
+        let m = lowered(
+            "graph g {
+  input x: f32[3,2]
+  node a: y: f32[3,2] = ReduceSumSquare {\"keepdims\":true,\"noop_with_empty_axes\":true} (x, _)
+  node b: z: f32[3,2] = ReduceMax {\"keepdims\":true,\"noop_with_empty_axes\":true} (y, _)
+  output z
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(codes(&m), vec![B::MUL]);
+    }
+
+    #[test]
+    fn infer_axes_needs_one_fit() {
+        assert_eq!(infer_axes(&[3, 2, 2], &[3, 1, 2], true), Some(vec![1]));
+        assert_eq!(infer_axes(&[3, 1, 2], &[3, 1, 2], true), Some(vec![1]));
+        assert_eq!(infer_axes(&[3, 2, 2], &[3, 2], false), None);
+        assert_eq!(infer_axes(&[3, 4, 5], &[3, 5], false), Some(vec![1]));
+        assert_eq!(infer_axes(&[3, 4, 5], &[4], false), Some(vec![0, 2]));
     }
 }
