@@ -17,7 +17,6 @@ use crate::ir::ops::GeluApproximation;
 use crate::ir::tensor::Tensor;
 use crate::ir::{DType, Graph, Node, Op, ValueId};
 
-use super::support::dtypes_in;
 use super::{Layout, Lowerer};
 
 use tfl::BuiltinOperator as B;
@@ -69,6 +68,8 @@ const SELECT_TYPES: &[DType] = &[
     DType::F32,
     DType::F64,
 ];
+const ABS_TYPES: &[DType] = &[DType::F32, DType::I32];
+const SIGN_TYPES: &[DType] = &[DType::F32, DType::F64, DType::I32];
 const F32: &[DType] = &[DType::F32];
 const BOOL: &[DType] = &[DType::Bool];
 
@@ -79,14 +80,30 @@ pub fn support(g: &Graph, node: &Node) -> Support {
     }
 }
 
-/// The dtype of input `i` (absent inputs have none).
-fn in_dtype(g: &Graph, node: &Node, i: usize) -> Option<DType> {
-    node.input(i).and_then(|v| g.fact(v).dtype)
+/// A dtype the node computes in instead of its own: (own, computed).
+type Widen = Option<(DType, DType)>;
+
+fn computed(d: Option<DType>, widen: Widen) -> Option<DType> {
+    match (d, widen) {
+        (Some(d), Some((from, to))) if d == from => Some(to),
+        _ => d,
+    }
 }
 
-/// Inputs in `inputs`, outputs in `outputs`.
-fn io_dtypes(g: &Graph, node: &Node, inputs: &[DType], outputs: &[DType]) -> Result<(), String> {
-    let check = |v: ValueId, allowed: &[DType]| match g.fact(v).dtype {
+/// The dtype input `i` computes in (absent inputs have none).
+fn in_dtype(g: &Graph, node: &Node, i: usize, widen: Widen) -> Option<DType> {
+    computed(node.input(i).and_then(|v| g.fact(v).dtype), widen)
+}
+
+/// Inputs in `inputs`, outputs in `outputs` (as computed).
+fn io_dtypes(
+    g: &Graph,
+    node: &Node,
+    inputs: &[DType],
+    outputs: &[DType],
+    widen: Widen,
+) -> Result<(), String> {
+    let check = |v: ValueId, allowed: &[DType]| match computed(g.fact(v).dtype, widen) {
         Some(d) if !allowed.contains(&d) => Err(format!(
             "value '{}' is {d}; TFLite's lowering of {} takes {}",
             g.value(v).name,
@@ -112,11 +129,113 @@ fn names(dtypes: &[DType]) -> String {
         .join(", ")
 }
 
+/// The broadcast loops of TFLite's kernels take at most this many dimensions
+/// (more aborts the interpreter).
+pub(super) const MAX_RANK: usize = 8;
+
+/// The largest rank among the node's inputs and outputs.
+pub(super) fn max_rank(g: &Graph, node: &Node) -> usize {
+    node.inputs
+        .iter()
+        .flatten()
+        .chain(&node.outputs)
+        .filter_map(|&v| g.fact(v).shape.rank())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The wider type a node computes in when the kernels lack its own and
+/// converting back gives the same result: small integers in int32 (sums and
+/// products wrap the same modulo 2^n), uint32 in int64, float16 in float32.
+/// (CAST takes no uint64.)
+fn widening(g: &Graph, node: &Node) -> Widen {
+    use DType as D;
+    let from = node.input(0).and_then(|v| g.fact(v).dtype)?;
+    let to = match (&node.op, from) {
+        (Op::Add | Op::Sum | Op::Sub | Op::Mul, D::I8 | D::U8 | D::U16) => D::I32,
+        (Op::Sub, D::I16) => D::I32,
+        (Op::Add | Op::Sum | Op::Sub, D::U32) => D::I64,
+        (Op::Div, D::I8 | D::U8 | D::I16 | D::U16) => D::I32,
+        (Op::Max | Op::Min | Op::Clip, D::U16) => D::I32,
+        (Op::Max | Op::Min | Op::Clip, D::U32) => D::I64,
+        (
+            Op::Equal | Op::Less | Op::LessOrEqual | Op::Greater | Op::GreaterOrEqual,
+            D::I8 | D::U8 | D::U16,
+        ) => D::I32,
+        (Op::Equal | Op::Less | Op::LessOrEqual | Op::Greater | Op::GreaterOrEqual, D::U32) => {
+            D::I64
+        }
+        (Op::Mod(a), D::U8 | D::U16) if !a.fmod => D::I32,
+        (Op::Mod(a), D::U32) if !a.fmod => D::I64,
+        (Op::Mod(a), D::I8 | D::I16 | D::U8 | D::U16) if a.fmod => D::I32,
+        (Op::Abs | Op::Sign, D::I8 | D::I16) => D::I32,
+        (
+            Op::Abs
+            | Op::Neg
+            | Op::Sign
+            | Op::Sqrt
+            | Op::Reciprocal
+            | Op::Exp
+            | Op::Log
+            | Op::Tanh
+            | Op::Sigmoid
+            | Op::Relu
+            | Op::Softplus
+            | Op::Softsign
+            | Op::Floor
+            | Op::Ceil
+            | Op::Round
+            | Op::Sin
+            | Op::Cos
+            | Op::Tan
+            | Op::HardSwish
+            | Op::Mish
+            | Op::HardSigmoid(_)
+            | Op::LeakyRelu(_)
+            | Op::Elu(_)
+            | Op::Celu(_)
+            | Op::ThresholdedRelu(_)
+            | Op::Selu(_)
+            | Op::Gelu(_)
+            | Op::Shrink(_)
+            | Op::Swish(_)
+            | Op::PRelu
+            | Op::IsNaN
+            | Op::IsInf(_)
+            | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Div
+            | Op::Pow
+            | Op::Sum
+            | Op::Mean
+            | Op::Max
+            | Op::Min
+            | Op::Clip
+            | Op::Mod(_)
+            | Op::Equal
+            | Op::Less
+            | Op::LessOrEqual
+            | Op::Greater
+            | Op::GreaterOrEqual,
+            D::F16,
+        ) => D::F32,
+        _ => return None,
+    };
+    Some((from, to))
+}
+
 fn check(g: &Graph, node: &Node) -> Result<(), String> {
+    let w = widening(g, node);
+    if max_rank(g, node) > MAX_RANK {
+        return Err(format!(
+            "TFLite's elementwise kernels take at most {MAX_RANK} dimensions"
+        ));
+    }
     match &node.op {
-        Op::Abs => dtypes_in(g, node, &[DType::F32, DType::I32]),
-        Op::Neg => dtypes_in(g, node, NEG_TYPES),
-        Op::Sign => dtypes_in(g, node, &[DType::F32, DType::F64, DType::I32]),
+        Op::Abs => io_dtypes(g, node, ABS_TYPES, ABS_TYPES, w),
+        Op::Neg => io_dtypes(g, node, NEG_TYPES, NEG_TYPES, w),
+        Op::Sign => io_dtypes(g, node, SIGN_TYPES, SIGN_TYPES, w),
         Op::Sqrt
         | Op::Reciprocal
         | Op::Exp
@@ -144,7 +263,7 @@ fn check(g: &Graph, node: &Node) -> Result<(), String> {
         | Op::Shrink(_)
         | Op::Swish(_)
         | Op::PRelu
-        | Op::Mean => dtypes_in(g, node, F32),
+        | Op::Mean => io_dtypes(g, node, F32, F32, w),
         Op::Erf => Err("TFLite has no erf builtin and no exact decomposition into builtins".into()),
         Op::Asin
         | Op::Acos
@@ -157,25 +276,25 @@ fn check(g: &Graph, node: &Node) -> Result<(), String> {
         Op::BitwiseNot | Op::BitwiseAnd | Op::BitwiseOr | Op::BitwiseXor | Op::BitShift(_) => {
             Err(format!("TFLite has no builtin for {}", node.op.name()))
         }
-        Op::IsNaN | Op::IsInf(_) => io_dtypes(g, node, F32, BOOL),
-        Op::Not | Op::And | Op::Or | Op::Xor => dtypes_in(g, node, BOOL),
-        Op::Add | Op::Sum => dtypes_in(g, node, ADD_TYPES),
-        Op::Sub => dtypes_in(g, node, SUB_TYPES),
-        Op::Mul => dtypes_in(g, node, MUL_TYPES),
-        Op::Div => dtypes_in(g, node, DIV_TYPES),
-        Op::Min | Op::Max => dtypes_in(g, node, MINMAX_TYPES),
-        Op::Clip => dtypes_in(g, node, MINMAX_TYPES),
-        Op::Pow => check_pow(g, node),
-        Op::Mod(a) if a.fmod => dtypes_in(g, node, &[DType::F32, DType::I32]).map_err(|why| {
+        Op::IsNaN | Op::IsInf(_) => io_dtypes(g, node, F32, BOOL, w),
+        Op::Not | Op::And | Op::Or | Op::Xor => io_dtypes(g, node, BOOL, BOOL, w),
+        Op::Add | Op::Sum => io_dtypes(g, node, ADD_TYPES, ADD_TYPES, w),
+        Op::Sub => io_dtypes(g, node, SUB_TYPES, SUB_TYPES, w),
+        Op::Mul => io_dtypes(g, node, MUL_TYPES, MUL_TYPES, w),
+        Op::Div => io_dtypes(g, node, DIV_TYPES, DIV_TYPES, w),
+        Op::Min | Op::Max => io_dtypes(g, node, MINMAX_TYPES, MINMAX_TYPES, w),
+        Op::Clip => io_dtypes(g, node, MINMAX_TYPES, MINMAX_TYPES, w),
+        Op::Pow => check_pow(g, node, w),
+        Op::Mod(a) if a.fmod => io_dtypes(g, node, ABS_TYPES, ABS_TYPES, w).map_err(|why| {
             format!("{why} (C fmod is built from SIGN, ABS and FLOOR_MOD, which take those)")
         }),
-        Op::Mod(_) => dtypes_in(g, node, FLOOR_MOD_TYPES),
-        Op::Equal => io_dtypes(g, node, EQUAL_TYPES, BOOL),
+        Op::Mod(_) => io_dtypes(g, node, FLOOR_MOD_TYPES, FLOOR_MOD_TYPES, w),
+        Op::Equal => io_dtypes(g, node, EQUAL_TYPES, BOOL, w),
         Op::Less | Op::LessOrEqual | Op::Greater | Op::GreaterOrEqual => {
-            io_dtypes(g, node, COMPARE_TYPES, BOOL)
+            io_dtypes(g, node, COMPARE_TYPES, BOOL, w)
         }
         Op::Where => {
-            if in_dtype(g, node, 0) != Some(DType::Bool) {
+            if in_dtype(g, node, 0, w) != Some(DType::Bool) {
                 return Err("Where needs a bool condition".into());
             }
             let values: Vec<ValueId> = node.inputs[1..]
@@ -198,7 +317,7 @@ fn check(g: &Graph, node: &Node) -> Result<(), String> {
             Ok(())
         }
         Op::Cast(_) | Op::CastLike(_) => {
-            let from = in_dtype(g, node, 0);
+            let from = in_dtype(g, node, 0, w);
             let to = g.fact(node.outputs[0]).dtype;
             for (what, d) in [("from", from), ("to", to)] {
                 if let Some(d) = d
@@ -221,9 +340,9 @@ fn check(g: &Graph, node: &Node) -> Result<(), String> {
 
 /// POW takes float32 or int32, both operands of one type: an exponent of
 /// another type is cast to the base's type (integers only for an int32 base).
-fn check_pow(g: &Graph, node: &Node) -> Result<(), String> {
-    let base = in_dtype(g, node, 0);
-    let exponent = in_dtype(g, node, 1);
+fn check_pow(g: &Graph, node: &Node, w: Widen) -> Result<(), String> {
+    let base = in_dtype(g, node, 0, w);
+    let exponent = in_dtype(g, node, 1, w);
     let ints = [
         DType::U8,
         DType::I8,
@@ -258,15 +377,23 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         &inputs[..]
     };
     let layout = lx.common_layout(layout_inputs, rank);
-    let mut e = Emit {
-        lx,
-        hint: node.name.clone(),
-    };
+    let widen = widening(lx.g, node);
+    let mut e = Emit::new(lx, &node.name);
+    if let Some((from, to)) = widen {
+        e.widen = Some((
+            super::tensor_type(from).map_err(|err| e.lx.error(err))?,
+            super::tensor_type(to).map_err(|err| e.lx.error(err))?,
+        ));
+    }
     let arg = |e: &mut Emit, i: usize| -> Result<TensorId> {
         let v = e.lx.input(node, i)?;
-        e.lx.broadcast_operand(v, layout, rank)
+        e.input(v, layout, rank)
     };
-    let dtype = e.lx.dtype(out)?;
+    // The type scalars of the computation take: the output's, widened.
+    let dtype = match widen {
+        Some((from, to)) if e.lx.dtype(out)? == from => to,
+        _ => e.lx.dtype(out)?,
+    };
 
     // Ops that may produce no operator: the output is an input.
     match &node.op {
@@ -276,19 +403,19 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
             return Ok(());
         }
         Op::Sum | Op::Max | Op::Min | Op::Mean if inputs.len() == 1 => {
-            let x = arg(&mut e, 0)?;
+            let x = e.lx.broadcast_operand(inputs[0], layout, rank)?;
             e.lx.alias(out, x, layout);
             return Ok(());
         }
         Op::Clip if node.input(1).is_none() && node.input(2).is_none() => {
-            let x = arg(&mut e, 0)?;
+            let x = e.lx.broadcast_operand(inputs[0], layout, rank)?;
             e.lx.alias(out, x, layout);
             return Ok(());
         }
         _ => {}
     }
 
-    match &node.op {
+    let lowered = match &node.op {
         Op::Abs => unary(&mut e, node, B::ABS, layout, rank, out),
         Op::Neg => unary(&mut e, node, B::NEG, layout, rank, out),
         Op::Sqrt => unary(&mut e, node, B::SQRT, layout, rank, out),
@@ -305,7 +432,7 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         Op::Not => unary(&mut e, node, B::LOGICAL_NOT, layout, rank, out),
         Op::LeakyRelu(a) => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             let options =
                 tfl::BuiltinOptionsT::LeakyReluOptions(Box::new(tfl::LeakyReluOptionsT {
                     alpha: a.alpha,
@@ -315,7 +442,7 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         }
         Op::Gelu(a) => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             let options = tfl::BuiltinOptionsT::GeluOptions(Box::new(tfl::GeluOptionsT {
                 approximate: a.approximate == GeluApproximation::Tanh,
             }));
@@ -325,7 +452,7 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         Op::Ceil => {
             // ceil(x) = -floor(-x); CEIL is missing from the reference resolver.
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             let neg = e.unary(B::NEG, x, None);
             let floor = e.unary(B::FLOOR, neg, None);
             e.unary(B::NEG, floor, Some(y));
@@ -333,19 +460,20 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         }
         Op::Round => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             round_half_even(&mut e, x, y)
         }
         Op::Reciprocal => {
+            // POW, not DIV: the reference DIV clamps 1/0 to the largest float.
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
-            let one = e.scalar(1.0, dtype)?;
-            e.binary(B::DIV, one, x, Some(y));
+            let y = e.output(out, layout)?;
+            let minus_one = e.scalar(-1.0, dtype)?;
+            e.binary(B::POW, x, minus_one, Some(y));
             Ok(())
         }
         Op::Tan => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             let sin = e.unary(B::SIN, x, None);
             let cos = e.unary(B::COS, x, None);
             e.binary(B::DIV, sin, cos, Some(y));
@@ -353,30 +481,30 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         }
         Op::Elu(a) => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             elu_like(&mut e, x, 1.0, f64::from(a.alpha), None, y)
         }
         Op::Selu(a) => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             let gamma = f64::from(a.gamma);
             elu_like(&mut e, x, gamma, gamma * f64::from(a.alpha), None, y)
         }
         Op::Celu(a) => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             let alpha = f64::from(a.alpha);
             elu_like(&mut e, x, 1.0, alpha, Some(alpha), y)
         }
         Op::Softplus => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             softplus(&mut e, x, Some(y))?;
             Ok(())
         }
         Op::Mish => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             let sp = softplus(&mut e, x, None)?;
             let t = e.unary(B::TANH, sp, None);
             e.binary(B::MUL, x, t, Some(y));
@@ -384,7 +512,7 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         }
         Op::Softsign => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             let abs = e.unary(B::ABS, x, None);
             let one = e.scalar(1.0, dtype)?;
             let den = e.binary(B::ADD, abs, one, None);
@@ -393,7 +521,7 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         }
         Op::HardSigmoid(a) => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             let alpha = e.scalar(f64::from(a.alpha), dtype)?;
             let beta = e.scalar(f64::from(a.beta), dtype)?;
             let scaled = e.binary(B::MUL, x, alpha, None);
@@ -403,7 +531,7 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         }
         Op::Swish(a) => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             let inner = if a.alpha == 1.0 {
                 x
             } else {
@@ -416,7 +544,7 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         }
         Op::ThresholdedRelu(a) => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             let alpha = e.scalar(f64::from(a.alpha), dtype)?;
             let zero = e.scalar(0.0, dtype)?;
             let above = e.compare(B::GREATER, x, alpha, None);
@@ -425,7 +553,7 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         }
         Op::Shrink(a) => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             let lambd = e.scalar(f64::from(a.lambd), dtype)?;
             let neg_lambd = e.scalar(-f64::from(a.lambd), dtype)?;
             let bias = e.scalar(f64::from(a.bias), dtype)?;
@@ -440,14 +568,17 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         }
         Op::IsNaN => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             e.compare(B::NOT_EQUAL, x, x, Some(y));
             Ok(())
         }
         Op::IsInf(a) => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
-            let x_dtype = e.lx.dtype(e.lx.input(node, 0)?)?;
+            let y = e.output(out, layout)?;
+            let x_dtype = match widen {
+                Some((_, to)) => to,
+                None => e.lx.dtype(e.lx.input(node, 0)?)?,
+            };
             let inf = e.scalar(f64::INFINITY, x_dtype)?;
             match (a.detect_positive, a.detect_negative) {
                 (true, true) => {
@@ -486,7 +617,7 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
             // exact because floor_mod of non-negative operands is fmod.
             let a = arg(&mut e, 0)?;
             let b = arg(&mut e, 1)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             let abs_a = e.unary(B::ABS, a, None);
             let abs_b = e.unary(B::ABS, b, None);
             let m = e.binary(B::FLOOR_MOD, abs_a, abs_b, None);
@@ -497,14 +628,14 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         Op::PRelu => {
             let x = arg(&mut e, 0)?;
             let slope = arg(&mut e, 1)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             e.op(B::PRELU, &[x, slope], tfl::BuiltinOptionsT::NONE, y);
             Ok(())
         }
         Op::Pow => {
             let x = arg(&mut e, 0)?;
             let mut p = arg(&mut e, 1)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             let want = e.tensor_dtype(x);
             if e.tensor_dtype(p) != want {
                 p = e.cast(p, want, None);
@@ -519,7 +650,7 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
                 _ => B::ADD,
             };
             let n = inputs.len();
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             let mut acc = arg(&mut e, 0)?;
             for i in 1..n {
                 let next = arg(&mut e, i)?;
@@ -536,14 +667,14 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
             let c = arg(&mut e, 0)?;
             let a = arg(&mut e, 1)?;
             let b = arg(&mut e, 2)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             e.select(c, a, b, Some(y));
             Ok(())
         }
         Op::Clip => clip(&mut e, node, layout, rank, out),
         Op::Cast(_) | Op::CastLike(_) => {
             let x = arg(&mut e, 0)?;
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             let to = e.tensor_dtype(y);
             e.cast(x, to, Some(y));
             Ok(())
@@ -552,7 +683,10 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
             "{} has no TFLite lowering in the elementwise family",
             other.name()
         ))),
-    }
+    };
+    lowered?;
+    e.finish();
+    Ok(())
 }
 
 /// One builtin on input 0, written to the output.
@@ -565,8 +699,8 @@ fn unary(
     out: ValueId,
 ) -> Result<()> {
     let v = e.lx.input(node, 0)?;
-    let x = e.lx.broadcast_operand(v, layout, rank)?;
-    let y = e.lx.define(out, layout)?;
+    let x = e.input(v, layout, rank)?;
+    let y = e.output(out, layout)?;
     e.op(code, &[x], default_options(code), y);
     Ok(())
 }
@@ -582,9 +716,9 @@ fn binary(
 ) -> Result<()> {
     let a = e.lx.input(node, 0)?;
     let b = e.lx.input(node, 1)?;
-    let a = e.lx.broadcast_operand(a, layout, rank)?;
-    let b = e.lx.broadcast_operand(b, layout, rank)?;
-    let y = e.lx.define(out, layout)?;
+    let a = e.input(a, layout, rank)?;
+    let b = e.input(b, layout, rank)?;
+    let y = e.output(out, layout)?;
     e.op(code, &[a, b], default_options(code), y);
     Ok(())
 }
@@ -657,6 +791,7 @@ fn softplus(e: &mut Emit, x: TensorId, out: Option<TensorId>) -> Result<TensorId
 /// gives max, as ONNX says).
 fn clip(e: &mut Emit, node: &Node, layout: Layout, rank: usize, out: ValueId) -> Result<()> {
     let dtype = e.lx.dtype(out)?;
+    let widened = e.widen.is_some();
     let bound = |e: &Emit, i: usize| -> Result<Option<f64>> {
         match node.input(i) {
             Some(v) => Ok(e.lx.constant(v)?.and_then(|t| {
@@ -669,8 +804,8 @@ fn clip(e: &mut Emit, node: &Node, layout: Layout, rank: usize, out: ValueId) ->
     let lo = bound(e, 1)?;
     let hi = bound(e, 2)?;
     let x_value = e.lx.input(node, 0)?;
-    let x = e.lx.broadcast_operand(x_value, layout, rank)?;
-    if dtype == DType::F32 {
+    let x = e.input(x_value, layout, rank)?;
+    if dtype == DType::F32 && !widened {
         let relu = match (node.input(1).map(|_| lo), node.input(2).map(|_| hi)) {
             (Some(Some(0.0)), None) => Some(B::RELU),
             (Some(Some(0.0)), Some(Some(6.0))) => Some(B::RELU6),
@@ -679,18 +814,18 @@ fn clip(e: &mut Emit, node: &Node, layout: Layout, rank: usize, out: ValueId) ->
             _ => None,
         };
         if let Some(code) = relu {
-            let y = e.lx.define(out, layout)?;
+            let y = e.output(out, layout)?;
             e.op(code, &[x], tfl::BuiltinOptionsT::NONE, y);
             return Ok(());
         }
     }
-    let y = e.lx.define(out, layout)?;
+    let y = e.output(out, layout)?;
     let lo = match node.input(1) {
-        Some(v) => Some(e.lx.broadcast_operand(v, layout, rank)?),
+        Some(v) => Some(e.input(v, layout, rank)?),
         None => None,
     };
     let hi = match node.input(2) {
-        Some(v) => Some(e.lx.broadcast_operand(v, layout, rank)?),
+        Some(v) => Some(e.input(v, layout, rank)?),
         None => None,
     };
     match (lo, hi) {
@@ -744,9 +879,58 @@ pub(super) fn broadcast_shape(a: &[i32], b: &[i32]) -> Vec<i32> {
 pub(super) struct Emit<'a, 'g> {
     pub lx: &'a mut Lowerer<'g>,
     pub hint: String,
+    /// Node inputs and outputs of the first type compute in the second
+    /// (a type the kernels lack, widened): [`Emit::input`] casts up,
+    /// [`Emit::output`] and [`Emit::finish`] cast the result back.
+    pub widen: Option<(tfl::TensorType, tfl::TensorType)>,
+    /// (computed, final) outputs waiting for their cast back.
+    pending: Vec<(TensorId, TensorId)>,
+}
+
+impl<'a, 'g> Emit<'a, 'g> {
+    pub fn new(lx: &'a mut Lowerer<'g>, hint: &str) -> Emit<'a, 'g> {
+        Emit {
+            lx,
+            hint: hint.to_string(),
+            widen: None,
+            pending: Vec::new(),
+        }
+    }
 }
 
 impl Emit<'_, '_> {
+    /// Node input `v` for an op of `rank` in `layout`, widened when asked.
+    pub fn input(&mut self, v: ValueId, layout: Layout, rank: usize) -> Result<TensorId> {
+        let t = self.lx.broadcast_operand(v, layout, rank)?;
+        Ok(match self.widen {
+            Some((from, to)) if self.tensor_dtype(t) == from => self.cast(t, to, None),
+            _ => t,
+        })
+    }
+
+    /// The tensor to write node output `v` to: its own, or a widened one
+    /// that [`Emit::finish`] casts into it.
+    pub fn output(&mut self, v: ValueId, layout: Layout) -> Result<TensorId> {
+        let y = self.lx.define(v, layout)?;
+        match self.widen {
+            Some((from, to)) if self.tensor_dtype(y) == from => {
+                let shape = self.tensor_shape(y);
+                let wide = self.temp(to, shape);
+                self.pending.push((wide, y));
+                Ok(wide)
+            }
+            _ => Ok(y),
+        }
+    }
+
+    /// Casts widened results back to the node's outputs.
+    pub fn finish(&mut self) {
+        for (wide, y) in std::mem::take(&mut self.pending) {
+            let to = self.tensor_dtype(y);
+            self.cast(wide, to, Some(y));
+        }
+    }
+
     pub fn tensor_dtype(&self, t: TensorId) -> tfl::TensorType {
         self.lx.model.tensor(t).dtype
     }
@@ -1153,17 +1337,17 @@ mod tests {
 
     #[test]
     fn support_names_the_dtype_the_kernel_lacks() {
-        let add_i8 = support_of(
+        let add_u64 = support_of(
             "graph g {
-  input a: i8[2]
-  input b: i8[2]
-  node add: y: i8[2] = Add (a, b)
+  input a: u64[2]
+  input b: u64[2]
+  node add: y: u64[2] = Add (a, b)
   output y
 }
 ",
         );
-        match add_i8 {
-            Support::Unsupported(why) => assert!(why.contains("i8"), "{why}"),
+        match add_u64 {
+            Support::Unsupported(why) => assert!(why.contains("u64"), "{why}"),
             other => panic!("{other:?}"),
         }
         let exp_f64 = support_of(
@@ -1194,15 +1378,54 @@ mod tests {
 ",
         );
         assert!(matches!(pow_int_float, Support::Unsupported(_)));
-        let lt_u8 = support_of(
+        let div_u32 = support_of(
             "graph g {
-  input a: u8[2]
-  input b: u8[2]
-  node l: y: bool[2] = Less (a, b)
+  input a: u32[2]
+  input b: u32[2]
+  node d: y: u32[2] = Div (a, b)
   output y
 }
 ",
         );
-        assert!(matches!(lt_u8, Support::Unsupported(_)));
+        assert!(matches!(div_u32, Support::Unsupported(_)));
+    }
+
+    #[test]
+    fn types_the_kernels_lack_compute_widened() {
+        let m = lowered(
+            "graph g {
+  input a: u8[2,3]
+  input b: u8[3]
+  node add: y: u8[2,3] = Add (a, b)
+  output y
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(codes(&m), vec![B::CAST, B::CAST, B::ADD, B::CAST]);
+        let add = &m.operators[2];
+        assert_eq!(m.tensor(add.outputs[0]).dtype, tfl::TensorType::INT32);
+        assert_eq!(m.operators[3].outputs[0], m.outputs[0]);
+        assert_eq!(m.tensor(m.outputs[0]).dtype, tfl::TensorType::UINT8);
+        let m = lowered(
+            "graph g {
+  input a: f16[4]
+  node s: y: f16[4] = Selu {\"alpha\":1.5,\"gamma\":1.1} (a)
+  node n: z: bool[4] = IsNaN (y)
+  output z
+}
+",
+            IoLayout::Source,
+        );
+        let c = codes(&m);
+        assert_eq!((c[0], c[c.len() - 3]), (B::CAST, B::CAST), "{c:?}");
+        assert_eq!(c[c.len() - 1], B::NOT_EQUAL, "{c:?}");
+        // Every constant of the widened computation is float32.
+        assert!(
+            m.tensors
+                .iter()
+                .filter(|t| t.data.is_some())
+                .all(|t| t.dtype == tfl::TensorType::FLOAT32)
+        );
     }
 }

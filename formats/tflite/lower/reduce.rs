@@ -17,13 +17,15 @@ use crate::ir::ops::{ReduceAttrs, SoftmaxAttrs};
 use crate::ir::tensor::Tensor;
 use crate::ir::{DType, Graph, Node, Op, ValueId};
 
-use super::elementwise::Emit;
+use super::elementwise::{Emit, MAX_RANK, max_rank};
 use super::support::dtypes_in;
 use super::{Layout, Lowerer};
 
 use tfl::BuiltinOperator as B;
 
 const F32: &[DType] = &[DType::F32];
+/// TFLite's TRANSPOSE takes at most this many dimensions.
+const MAX_TRANSPOSE_RANK: usize = 6;
 const SUM_TYPES: &[DType] = &[DType::F32, DType::I32, DType::I64];
 /// REDUCE_MAX/MIN compare raw values; 8/16-bit types need equal (absent)
 /// quantization on input and output, which holds.
@@ -56,6 +58,11 @@ fn rank_of(g: &Graph, v: ValueId) -> Result<usize, String> {
 fn check(g: &Graph, node: &Node) -> Result<Support, String> {
     let x = node.input(0).ok_or("input 0 is required")?;
     let rank = rank_of(g, x)?;
+    if max_rank(g, node) > MAX_RANK {
+        return Err(format!(
+            "TFLite's kernels take at most {MAX_RANK} dimensions"
+        ));
+    }
     match &node.op {
         Op::ReduceMean(_)
         | Op::ReduceSum(_)
@@ -132,6 +139,11 @@ fn check(g: &Graph, node: &Node) -> Result<Support, String> {
             }
             let axis = normalize_axis(a.axis, rank)?;
             dtypes_in(g, node, F32)?;
+            if rank > MAX_TRANSPOSE_RANK && axis != rank - 1 && !a.coerce_2d {
+                return Err(format!(
+                    "softmax over axis {axis} of rank {rank}: TFLite normalizes the last axis and TRANSPOSE takes at most {MAX_TRANSPOSE_RANK} dimensions"
+                ));
+            }
             if a.coerce_2d && axis != rank - 1 {
                 return Ok(Support::AfterLegalize(
                     "opset < 13 softmax over several axes: softmax_flatten reshapes it to 2-D"
@@ -355,10 +367,7 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
                 }
                 CumSumAxis::Runtime(v) => {
                     let t = lx.operand(v, Layout::Source)?;
-                    let mut e = Emit {
-                        lx,
-                        hint: node.name.clone(),
-                    };
+                    let mut e = Emit::new(lx, &node.name);
                     if e.tensor_dtype(t) == tfl::TensorType::INT32 {
                         t
                     } else {
@@ -515,10 +524,7 @@ fn reduce(lx: &mut Lowerer, node: &Node, attrs: &ReduceAttrs, code: B) -> Result
         Axes::Static(_) => None,
     };
     let y = lx.define(out, out_layout)?;
-    let mut e = Emit {
-        lx,
-        hint: node.name.clone(),
-    };
+    let mut e = Emit::new(lx, &node.name);
     let axes_op = match runtime_axes {
         Some(t) if e.tensor_dtype(t) == tfl::TensorType::INT32 => AxesOperand::Tensor(t),
         Some(t) => AxesOperand::Tensor(e.cast(t, tfl::TensorType::INT32, None)),
@@ -643,10 +649,7 @@ fn arg_reduce(
     let mut xt = lx.operand(x, in_layout)?;
     let s = in_layout.stored_axis(axis, rank) as i32;
     let y = lx.define(out, out_layout)?;
-    let mut e = Emit {
-        lx,
-        hint: node.name.clone(),
-    };
+    let mut e = Emit::new(lx, &node.name);
     let axis_hint = format!("{}_axis", node.name);
     let axis_t = e.lx.const_i32(&axis_hint, &[s]);
     let n = e.tensor_shape(xt)[s as usize];
@@ -761,10 +764,7 @@ fn hardmax(lx: &mut Lowerer, node: &Node, attrs: &SoftmaxAttrs) -> Result<()> {
     let s = layout.stored_axis(axis, rank);
     let shape = lx.model.tensor(xt).shape.clone();
     let depth = shape[s];
-    let mut e = Emit {
-        lx,
-        hint: node.name.clone(),
-    };
+    let mut e = Emit::new(lx, &node.name);
     let axis_hint = format!("{}_axis", node.name);
     let axis_t = e.lx.const_i32(&axis_hint, &[s as i32]);
     let idx = e.temp(
