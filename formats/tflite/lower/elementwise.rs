@@ -13,7 +13,7 @@ use crate::formats::target::Support;
 use crate::formats::tflite::model::TensorId;
 use crate::formats::tflite::schema as tfl;
 use crate::ir::error::Result;
-use crate::ir::ops::GeluApproximation;
+use crate::ir::ops::{GeluApproximation, ShiftDirection};
 use crate::ir::tensor::Tensor;
 use crate::ir::{DType, Graph, Node, Op, ValueId};
 
@@ -68,6 +68,16 @@ const SELECT_TYPES: &[DType] = &[
     DType::F32,
     DType::F64,
 ];
+/// BITWISE_XOR and RIGHT_SHIFT.
+const BITWISE_TYPES: &[DType] = &[
+    DType::I8,
+    DType::U8,
+    DType::I16,
+    DType::U16,
+    DType::I32,
+    DType::U32,
+];
+const NARROW_INTS: &[DType] = &[DType::I8, DType::U8, DType::I16, DType::U16];
 const ABS_TYPES: &[DType] = &[DType::F32, DType::I32];
 const SIGN_TYPES: &[DType] = &[DType::F32, DType::F64, DType::I32];
 const F32: &[DType] = &[DType::F32];
@@ -188,6 +198,14 @@ fn widening(g: &Graph, node: &Node) -> Widen {
             | Op::Sin
             | Op::Cos
             | Op::Tan
+            | Op::Asin
+            | Op::Acos
+            | Op::Atan
+            | Op::Sinh
+            | Op::Cosh
+            | Op::Asinh
+            | Op::Acosh
+            | Op::Atanh
             | Op::HardSwish
             | Op::Mish
             | Op::HardSigmoid(_)
@@ -272,10 +290,13 @@ fn check(g: &Graph, node: &Node) -> Result<(), String> {
         | Op::Cosh
         | Op::Asinh
         | Op::Acosh
-        | Op::Atanh => Err(format!("TFLite has no {} builtin", node.op.name())),
-        Op::BitwiseNot | Op::BitwiseAnd | Op::BitwiseOr | Op::BitwiseXor | Op::BitShift(_) => {
-            Err(format!("TFLite has no builtin for {}", node.op.name()))
-        }
+        | Op::Atanh => io_dtypes(g, node, F32, F32, w),
+        Op::BitwiseNot | Op::BitwiseXor => io_dtypes(g, node, BITWISE_TYPES, BITWISE_TYPES, w),
+        Op::BitwiseAnd | Op::BitwiseOr => io_dtypes(g, node, NARROW_INTS, NARROW_INTS, w)
+            .map_err(|why| format!("{why} (built from ADD, SUB, BITWISE_XOR and DIV in int32)")),
+        Op::BitShift(_) => io_dtypes(g, node, BITWISE_TYPES, BITWISE_TYPES, w).map_err(|why| {
+            format!("{why} (RIGHT_SHIFT takes those; left shifts multiply in int64)")
+        }),
         Op::IsNaN | Op::IsInf(_) => io_dtypes(g, node, F32, BOOL, w),
         Op::Not | Op::And | Op::Or | Op::Xor => io_dtypes(g, node, BOOL, BOOL, w),
         Op::Add | Op::Sum => io_dtypes(g, node, ADD_TYPES, ADD_TYPES, w),
@@ -478,6 +499,57 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
             let cos = e.unary(B::COS, x, None);
             e.binary(B::DIV, sin, cos, Some(y));
             Ok(())
+        }
+        Op::Asin
+        | Op::Acos
+        | Op::Atan
+        | Op::Sinh
+        | Op::Cosh
+        | Op::Asinh
+        | Op::Acosh
+        | Op::Atanh => {
+            let x = arg(&mut e, 0)?;
+            let y = e.output(out, layout)?;
+            trig(&mut e, &node.op, x, y)
+        }
+        Op::BitwiseXor => binary(&mut e, node, B::BITWISE_XOR, layout, rank, out),
+        Op::BitwiseNot => {
+            let x = arg(&mut e, 0)?;
+            let y = e.output(out, layout)?;
+            let ones = e.scalar_bits(u64::MAX, x)?;
+            e.binary(B::BITWISE_XOR, x, ones, Some(y));
+            Ok(())
+        }
+        Op::BitwiseAnd | Op::BitwiseOr => {
+            // a + b = (a ^ b) + 2 (a & b) and a | b = (a & b) + (a ^ b), in int32.
+            let a = arg(&mut e, 0)?;
+            let b = arg(&mut e, 1)?;
+            let y = e.output(out, layout)?;
+            let xor = e.binary(B::BITWISE_XOR, a, b, None);
+            let a = e.cast(a, tfl::TensorType::INT32, None);
+            let b = e.cast(b, tfl::TensorType::INT32, None);
+            let xor = e.cast(xor, tfl::TensorType::INT32, None);
+            let sum = e.binary(B::ADD, a, b, None);
+            let code = if matches!(node.op, Op::BitwiseAnd) {
+                B::SUB
+            } else {
+                B::ADD
+            };
+            let twice = e.binary(code, sum, xor, None);
+            let two = e.scalar(2.0, DType::I32)?;
+            let half = e.binary(B::DIV, twice, two, None);
+            let to = e.tensor_dtype(y);
+            e.cast(half, to, Some(y));
+            Ok(())
+        }
+        Op::BitShift(a) => {
+            let x = arg(&mut e, 0)?;
+            let s = arg(&mut e, 1)?;
+            let y = e.output(out, layout)?;
+            match a.direction {
+                ShiftDirection::Right => shift_right(&mut e, x, s, y),
+                ShiftDirection::Left => shift_left(&mut e, x, s, y),
+            }
         }
         Op::Elu(a) => {
             let x = arg(&mut e, 0)?;
@@ -687,6 +759,144 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
     lowered?;
     e.finish();
     Ok(())
+}
+
+/// Inverse and hyperbolic trigonometry from EXP, LOG, SQRT and ATAN2.
+fn trig(e: &mut Emit, op: &Op, x: TensorId, y: TensorId) -> Result<()> {
+    let f32 = DType::F32;
+    let one = e.scalar(1.0, f32)?;
+    let half = e.scalar(0.5, f32)?;
+    // sqrt((1 - x)(1 + x)), accurate near |x| = 1.
+    let cosine = |e: &mut Emit| {
+        let minus = e.binary(B::SUB, one, x, None);
+        let plus = e.binary(B::ADD, one, x, None);
+        let prod = e.binary(B::MUL, minus, plus, None);
+        e.unary(B::SQRT, prod, None)
+    };
+    match op {
+        Op::Atan => {
+            // ATAN2 does not broadcast: x^0 is a tensor of ones like x.
+            let zero = e.scalar(0.0, f32)?;
+            let ones = e.binary(B::POW, x, zero, None);
+            e.binary(B::ATAN2, x, ones, Some(y));
+        }
+        Op::Asin => {
+            let c = cosine(e);
+            e.binary(B::ATAN2, x, c, Some(y));
+        }
+        Op::Acos => {
+            let c = cosine(e);
+            e.binary(B::ATAN2, c, x, Some(y));
+        }
+        Op::Sinh | Op::Cosh => {
+            let ep = e.unary(B::EXP, x, None);
+            let neg = e.unary(B::NEG, x, None);
+            let en = e.unary(B::EXP, neg, None);
+            let code = if matches!(op, Op::Sinh) {
+                B::SUB
+            } else {
+                B::ADD
+            };
+            let both = e.binary(code, ep, en, None);
+            e.binary(B::MUL, both, half, Some(y));
+        }
+        Op::Asinh => {
+            // sign(x) * log(|x| + sqrt(x^2 + 1)): no cancellation for x < 0.
+            let abs = e.unary(B::ABS, x, None);
+            let sq = e.binary(B::MUL, x, x, None);
+            let sq1 = e.binary(B::ADD, sq, one, None);
+            let root = e.unary(B::SQRT, sq1, None);
+            let sum = e.binary(B::ADD, abs, root, None);
+            let log = e.unary(B::LOG, sum, None);
+            let sign = e.unary(B::SIGN, x, None);
+            e.binary(B::MUL, sign, log, Some(y));
+        }
+        Op::Acosh => {
+            let minus = e.binary(B::SUB, x, one, None);
+            let plus = e.binary(B::ADD, x, one, None);
+            let prod = e.binary(B::MUL, minus, plus, None);
+            let root = e.unary(B::SQRT, prod, None);
+            let sum = e.binary(B::ADD, x, root, None);
+            e.unary(B::LOG, sum, Some(y));
+        }
+        Op::Atanh => {
+            let plus = e.binary(B::ADD, one, x, None);
+            let minus = e.binary(B::SUB, one, x, None);
+            let ratio = e.binary(B::DIV, plus, minus, None);
+            let log = e.unary(B::LOG, ratio, None);
+            e.binary(B::MUL, log, half, Some(y));
+        }
+        other => return Err(e.lx.error(format!("{} is not trigonometric", other.name()))),
+    }
+    Ok(())
+}
+
+/// ONNX right shifts by a negative amount or by the width or more fill with
+/// the sign bit (all zeros for unsigned types). RIGHT_SHIFT clamps the
+/// amount to [0, width - 1]: signed amounts below zero become width - 1,
+/// unsigned results of amounts past the width become 0.
+fn shift_right(e: &mut Emit, x: TensorId, s: TensorId, y: TensorId) -> Result<()> {
+    let dtype = e.tensor_dtype(x);
+    let width = bit_width(dtype);
+    // Comparisons on 8-bit and unsigned types would rescale or are missing.
+    let comparable = e.cast(s, tfl::TensorType::INT64, None);
+    if signed(dtype) {
+        let zero = e.scalar_bits(0, comparable)?;
+        let max = e.scalar_bits(width - 1, s)?;
+        let negative = e.compare(B::LESS, comparable, zero, None);
+        let s = e.select(negative, max, s, None);
+        e.binary(B::RIGHT_SHIFT, x, s, Some(y));
+    } else {
+        let w = e.scalar_bits(width, comparable)?;
+        let zero = e.scalar_bits(0, x)?;
+        let past = e.compare(B::GREATER_EQUAL, comparable, w, None);
+        let shifted = e.binary(B::RIGHT_SHIFT, x, s, None);
+        e.select(past, zero, shifted, Some(y));
+    }
+    Ok(())
+}
+
+/// x << s modulo 2^width (0 for amounts out of [0, width)):
+/// (x mod 2^(width - s')) * 2^s' in int64, where s' is s clamped to
+/// [0, width] and negative amounts become width; the powers of two are
+/// exact in float32.
+fn shift_left(e: &mut Emit, x: TensorId, s: TensorId, y: TensorId) -> Result<()> {
+    let width = bit_width(e.tensor_dtype(x)) as f64;
+    let f = tfl::TensorType::FLOAT32;
+    let i64t = tfl::TensorType::INT64;
+    let sf = e.cast(s, f, None);
+    let zero = e.scalar(0.0, DType::F32)?;
+    let w = e.scalar(width, DType::F32)?;
+    let two = e.scalar(2.0, DType::F32)?;
+    let negative = e.compare(B::LESS, sf, zero, None);
+    let capped = e.binary(B::MINIMUM, sf, w, None);
+    let amount = e.select(negative, w, capped, None);
+    let kept = e.binary(B::SUB, w, amount, None);
+    let modulus = e.binary(B::POW, two, kept, None);
+    let factor = e.binary(B::POW, two, amount, None);
+    let modulus = e.cast(modulus, i64t, None);
+    let factor = e.cast(factor, i64t, None);
+    let wide = e.cast(x, i64t, None);
+    let low = e.binary(B::FLOOR_MOD, wide, modulus, None);
+    let shifted = e.binary(B::MUL, low, factor, None);
+    let to = e.tensor_dtype(y);
+    e.cast(shifted, to, Some(y));
+    Ok(())
+}
+
+fn bit_width(t: tfl::TensorType) -> u64 {
+    use tfl::TensorType as T;
+    match t {
+        T::INT8 | T::UINT8 => 8,
+        T::INT16 | T::UINT16 => 16,
+        T::INT64 | T::UINT64 => 64,
+        _ => 32,
+    }
+}
+
+fn signed(t: tfl::TensorType) -> bool {
+    use tfl::TensorType as T;
+    matches!(t, T::INT8 | T::INT16 | T::INT32 | T::INT64)
 }
 
 /// One builtin on input 0, written to the output.
@@ -1033,6 +1243,28 @@ impl Emit<'_, '_> {
         }));
         self.op(B::CAST, &[x], options, out);
         out
+    }
+
+    /// A rank-0 integer constant of `like`'s type holding the low bits of `bits`.
+    pub fn scalar_bits(&mut self, bits: u64, like: TensorId) -> Result<TensorId> {
+        use tfl::TensorType as T;
+        let dtype = self.tensor_dtype(like);
+        let t = match dtype {
+            T::INT8 => Tensor::I8(ArrayD::from_elem(IxDyn(&[]), bits as i8)),
+            T::UINT8 => Tensor::U8(ArrayD::from_elem(IxDyn(&[]), bits as u8)),
+            T::INT16 => Tensor::I16(ArrayD::from_elem(IxDyn(&[]), bits as i16)),
+            T::UINT16 => Tensor::U16(ArrayD::from_elem(IxDyn(&[]), bits as u16)),
+            T::INT32 => Tensor::I32(ArrayD::from_elem(IxDyn(&[]), bits as i32)),
+            T::UINT32 => Tensor::U32(ArrayD::from_elem(IxDyn(&[]), bits as u32)),
+            T::INT64 => Tensor::I64(ArrayD::from_elem(IxDyn(&[]), bits as i64)),
+            other => {
+                return Err(self
+                    .lx
+                    .error(format!("no integer constant of type {other:?}")));
+            }
+        };
+        let hint = format!("{}_const", self.hint);
+        self.lx.const_tensor(&hint, &t)
     }
 
     /// A rank-0 constant of `dtype`.
@@ -1427,5 +1659,42 @@ mod tests {
                 .filter(|t| t.data.is_some())
                 .all(|t| t.dtype == tfl::TensorType::FLOAT32)
         );
+    }
+
+    #[test]
+    fn trigonometry_and_bit_operations_from_builtins() {
+        let m = lowered(
+            "graph g {
+  input x: f32[4]
+  node a: y: f32[4] = Atan (x)
+  output y
+}
+",
+            IoLayout::Source,
+        );
+        // ATAN2 does not broadcast, so the ones are x^0.
+        assert_eq!(codes(&m), vec![B::POW, B::ATAN2]);
+        let m = lowered(
+            "graph g {
+  input x: i8[4]
+  input s: i8[4]
+  node r: y: i8[4] = BitShift {\"direction\":\"Right\"} (x, s)
+  node l: z: i8[4] = BitShift {\"direction\":\"Left\"} (x, s)
+  node n: w: i8[4] = BitwiseNot (x)
+  output y, z, w
+}
+",
+            IoLayout::Source,
+        );
+        let c = codes(&m);
+        assert_eq!(
+            c[..4],
+            [B::CAST, B::LESS, B::SELECT_V2, B::RIGHT_SHIFT],
+            "{c:?}"
+        );
+        assert_eq!(*c.last().unwrap(), B::BITWISE_XOR);
+        let not = m.operators.last().unwrap();
+        let ones = m.tensor(not.inputs[1].unwrap()).data.as_ref().unwrap();
+        assert_eq!(ones.as_ref(), [0xff]);
     }
 }
