@@ -15,7 +15,7 @@ use crate::formats::tflite::schema as tfl;
 use crate::ir::error::Result;
 use crate::ir::ops::{GeluApproximation, ShiftDirection};
 use crate::ir::tensor::Tensor;
-use crate::ir::{DType, Graph, Node, Op, ValueId};
+use crate::ir::{DType, Graph, Node, Op, ValueDef, ValueId};
 
 use super::{Layout, Lowerer};
 
@@ -671,8 +671,27 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
             }
             Ok(())
         }
-        Op::Add => binary(&mut e, node, B::ADD, layout, rank, out),
-        Op::Sub => binary(&mut e, node, B::SUB, layout, rank, out),
+        Op::Add | Op::Sub => {
+            let code = if matches!(node.op, Op::Add) {
+                B::ADD
+            } else {
+                B::SUB
+            };
+            let carries = dtype == DType::F32
+                && node
+                    .inputs
+                    .iter()
+                    .flatten()
+                    .any(|&v| may_carry_infinity(e.lx.g, v, INFINITY_SEARCH_DEPTH));
+            if !carries {
+                return binary(&mut e, node, code, layout, rank, out).map(|()| e.finish());
+            }
+            let a = arg(&mut e, 0)?;
+            let b = arg(&mut e, 1)?;
+            let y = e.output(out, layout)?;
+            let sum = e.binary(code, a, b, None);
+            unclamp(&mut e, sum, y)
+        }
         Op::Mul => binary(&mut e, node, B::MUL, layout, rank, out),
         Op::Div => binary(&mut e, node, B::DIV, layout, rank, out),
         Op::Equal => binary(&mut e, node, B::EQUAL, layout, rank, out),
@@ -758,6 +777,78 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
     };
     lowered?;
     e.finish();
+    Ok(())
+}
+
+/// How far [`may_carry_infinity`] follows producers.
+const INFINITY_SEARCH_DEPTH: usize = 12;
+
+/// Whether `v` may hold an infinity taken from a constant (attention masks
+/// built with -inf), following ops that pass values on.
+fn may_carry_infinity(g: &Graph, v: ValueId, depth: usize) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![(v, depth)];
+    while let Some((v, depth)) = stack.pop() {
+        if !seen.insert(v) {
+            continue;
+        }
+        if let Some(w) = g.weight_of(v) {
+            let infinite = matches!(w.dtype, DType::F32 | DType::F16 | DType::F64)
+                && Tensor::from_bytes(w.dtype, &w.shape, &w.data)
+                    .is_ok_and(|t| t.to_f64_vec().iter().any(|x| x.is_infinite()));
+            if infinite {
+                return true;
+            }
+            continue;
+        }
+        let ValueDef::Node { node, .. } = g.value(v).def else {
+            continue;
+        };
+        if depth == 0 {
+            continue;
+        }
+        let node = g.node(node);
+        let data_inputs: &[Option<ValueId>] = match node.op {
+            Op::Where => &node.inputs[1..],
+            Op::Cast(_)
+            | Op::CastLike(_)
+            | Op::Reshape(_)
+            | Op::Expand
+            | Op::Unsqueeze
+            | Op::Squeeze
+            | Op::Flatten(_)
+            | Op::Transpose(_)
+            | Op::Tile
+            | Op::Gather(_)
+            | Op::Slice => &node.inputs[..1],
+            Op::Identity
+            | Op::Add
+            | Op::Sub
+            | Op::Mul
+            | Op::Neg
+            | Op::Concat(_)
+            | Op::Max
+            | Op::Min
+            | Op::Sum => &node.inputs[..],
+            _ => continue,
+        };
+        stack.extend(data_inputs.iter().flatten().map(|&i| (i, depth - 1)));
+    }
+    false
+}
+
+/// The reference ADD and SUB clamp their results to the finite range, so
+/// an infinite sum comes out as the largest float: put the infinities back
+/// (only a finite result of exactly +-FLT_MAX is then taken for infinite).
+fn unclamp(e: &mut Emit, sum: TensorId, y: TensorId) -> Result<()> {
+    let max = e.scalar(f64::from(f32::MAX), DType::F32)?;
+    let min = e.scalar(f64::from(f32::MIN), DType::F32)?;
+    let inf = e.scalar(f64::INFINITY, DType::F32)?;
+    let neg_inf = e.scalar(f64::NEG_INFINITY, DType::F32)?;
+    let high = e.compare(B::GREATER_EQUAL, sum, max, None);
+    let low = e.compare(B::LESS_EQUAL, sum, min, None);
+    let upper = e.select(high, inf, sum, None);
+    e.select(low, neg_inf, upper, Some(y));
     Ok(())
 }
 
@@ -1696,5 +1787,42 @@ mod tests {
         let not = m.operators.last().unwrap();
         let ones = m.tensor(not.inputs[1].unwrap()).data.as_ref().unwrap();
         assert_eq!(ones.as_ref(), [0xff]);
+    }
+
+    #[test]
+    fn sums_fed_by_infinite_constants_keep_their_infinities() {
+        // The IR text has no infinities: the mask's -1 becomes -inf below.
+        let mut g = parse(
+            "graph g {
+  input x: f32[2,3]
+  input c: bool[2,3]
+  weight ninf: f32[] = [-1]
+  weight zero: f32[] = [0]
+  node w: mask: f32[2,3] = Where (c, ninf, zero)
+  node a: y: f32[2,3] = Add (x, mask)
+  node b: z: f32[2,3] = Add (x, x)
+  output y, z
+}
+",
+        )
+        .unwrap();
+        let ninf = g.values().find(|(_, v)| v.name == "ninf").unwrap().0;
+        let crate::ir::ValueDef::Weight(w) = g.value(ninf).def else {
+            panic!("ninf is a weight")
+        };
+        g.weights.get_mut(w).data = bytes::Bytes::copy_from_slice(&f32::NEG_INFINITY.to_le_bytes());
+        let m = crate::formats::tflite::lower::lower(&g, &LowerOptions::default()).unwrap();
+        assert_eq!(
+            codes(&m),
+            vec![
+                B::SELECT_V2,
+                B::ADD,
+                B::GREATER_EQUAL,
+                B::LESS_EQUAL,
+                B::SELECT_V2,
+                B::SELECT_V2,
+                B::ADD
+            ]
+        );
     }
 }
