@@ -17,7 +17,9 @@ use crate::ir::ops::{ReduceAttrs, SoftmaxAttrs};
 use crate::ir::tensor::Tensor;
 use crate::ir::{DType, Graph, Node, Op, ValueId};
 
-use super::elementwise::{Emit, MAX_RANK, max_rank};
+use super::elementwise::{
+    Emit, INFINITY_SEARCH_DEPTH, MAX_RANK, max_rank, may_carry_infinity, unclamp,
+};
 use super::support::dtypes_in;
 use super::{Layout, Lowerer};
 
@@ -567,6 +569,15 @@ fn reduce(lx: &mut Lowerer, node: &Node, attrs: &ReduceAttrs, code: B) -> Result
                 flat
             };
             e.binary(B::ADD, log, max, Some(y));
+        }
+        Op::ReduceMax(_) | Op::ReduceMin(_)
+            if e.tensor_dtype(xt) == tfl::TensorType::FLOAT32
+                && may_carry_infinity(e.lx.g, x, INFINITY_SEARCH_DEPTH) =>
+        {
+            // The reference kernels start from the largest finite float, so
+            // a row of infinities would reduce to it.
+            let r = reducer(&mut e, code, xt, axes_op, keep, None, out_shape);
+            unclamp(&mut e, r, y)?;
         }
         _ => {
             // The optimized REDUCE_MAX/MIN kernels reject bool; ANY/ALL are those.
@@ -1156,5 +1167,40 @@ mod tests {
         assert_eq!(infer_axes(&[3, 2, 2], &[3, 2], false), None);
         assert_eq!(infer_axes(&[3, 4, 5], &[3, 5], false), Some(vec![1]));
         assert_eq!(infer_axes(&[3, 4, 5], &[4], false), Some(vec![0, 2]));
+    }
+
+    #[test]
+    fn max_of_infinite_masks_keeps_the_infinity() {
+        // The IR text has no infinities: the mask's -1 becomes -inf below.
+        let mut g = parse(
+            "graph g {
+  input c: bool[2,3]
+  weight ninf: f32[] = [-1]
+  weight zero: f32[] = [0]
+  weight axes: i64[1] = [1]
+  node w: mask: f32[2,3] = Where (c, ninf, zero)
+  node m: y: f32[2,1] = ReduceMax {\"keepdims\":true,\"noop_with_empty_axes\":false} (mask, axes)
+  output y
+}
+",
+        )
+        .unwrap();
+        let ninf = g.values().find(|(_, v)| v.name == "ninf").unwrap().0;
+        let crate::ir::ValueDef::Weight(w) = g.value(ninf).def else {
+            panic!("ninf is a weight")
+        };
+        g.weights.get_mut(w).data = bytes::Bytes::copy_from_slice(&f32::NEG_INFINITY.to_le_bytes());
+        let m = crate::formats::tflite::lower::lower(&g, &LowerOptions::default()).unwrap();
+        assert_eq!(
+            codes(&m),
+            vec![
+                B::SELECT_V2,
+                B::REDUCE_MAX,
+                B::GREATER_EQUAL,
+                B::LESS_EQUAL,
+                B::SELECT_V2,
+                B::SELECT_V2
+            ]
+        );
     }
 }
