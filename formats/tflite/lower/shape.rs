@@ -116,6 +116,7 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         Op::GatherElements(a) => lower_gather_elements(lx, node, a.axis),
         Op::Expand => lower_expand(lx, node),
         Op::Tile => lower_tile(lx, node),
+        Op::Range if !all_constant(lx.g, node) => lower_range(lx, node),
         Op::Shape(_) | Op::Size | Op::ConstantOfShape(_) | Op::Range | Op::EyeLike(_) => {
             let data = constant_output(lx.g, node).map_err(|why| lx.error(why))?;
             emit_constant(lx, node.outputs[0], &data)
@@ -124,7 +125,8 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         Op::OneHot(a) => lower_one_hot(lx, node, a.axis),
         Op::Trilu(a) => lower_trilu(lx, node, a.upper),
         Op::Compress(a) => lower_compress(lx, node, a.axis),
-        Op::ScatterNd(a) => lower_scatter_nd(lx, node, a.reduction),
+        Op::ScatterNd(a) => lower_scatter(lx, node, a.reduction, None),
+        Op::ScatterElements(a) => lower_scatter(lx, node, a.reduction, Some(a.axis)),
         _ => Err(lx.error(format!("{} is not in the shape family", node.op.name()))),
     }
 }
@@ -216,10 +218,16 @@ fn check(g: &Graph, node: &Node) -> std::result::Result<(), String> {
         }
         Op::Tile => {
             dtypes(g, &[x()?], ANY, node)?;
-            let repeats = const_ints(g, input(node, 1)?)?
-                .ok_or("TILE needs constant repeats for the TFLite target")?;
-            if repeats.len() != fixed(g, x()?)?.len() || repeats.iter().any(|&r| r < 1) {
-                return Err(format!("repeats {repeats:?} do not fit the input"));
+            tile_repeats(g, node).map(|_| ())
+        }
+        Op::Range if !all_constant(g, node) => {
+            let values: Vec<ValueId> = node.inputs.iter().flatten().copied().collect();
+            dtypes(g, &values, &[DType::F32, DType::I32, DType::I64], node)?;
+            if values
+                .iter()
+                .any(|&v| fixed(g, v).map(|s| s.len() > 1).unwrap_or(true))
+            {
+                return Err("Range inputs must be scalars".into());
             }
             Ok(())
         }
@@ -244,11 +252,8 @@ fn check(g: &Graph, node: &Node) -> std::result::Result<(), String> {
             dtypes(g, &[x()?], GATHER, node)?;
             compress_indices(g, node, a.axis).map(|_| ())
         }
-        Op::ScatterNd(a) => scatter_nd_plan(g, node, a.reduction).map(|_| ()),
-        Op::ScatterElements(_) => Err(
-            "TFLite has no element-wise scatter builtin (SCATTER_ND only scatters into zeros)"
-                .into(),
-        ),
+        Op::ScatterNd(a) => scatter_plan(g, node, a.reduction, None).map(|_| ()),
+        Op::ScatterElements(a) => scatter_plan(g, node, a.reduction, Some(a.axis)).map(|_| ()),
         Op::NonZero => {
             Err("NonZero's output shape depends on the data; TFLite needs static shapes".into())
         }
@@ -808,34 +813,26 @@ fn lower_slice(lx: &mut Lowerer, node: &Node) -> Result<()> {
 
 /// Constant indices must lie in `-dim..dim` per component (`dims` has one
 /// entry, or one per index component when `per_component`); non-constant
-/// ones are normalized at run time with FLOOR_MOD, which broadcasts only up
-/// to rank 4.
+/// ones are normalized at run time with FLOOR_MOD.
 fn check_indices(
     g: &Graph,
     idx: ValueId,
     dims: &[usize],
     per_component: bool,
 ) -> std::result::Result<(), String> {
-    match const_ints(g, idx)? {
-        Some(values) => {
-            for (i, &v) in values.iter().enumerate() {
-                let d = if per_component {
-                    dims[i % dims.len()]
-                } else {
-                    dims[0]
-                } as i64;
-                if v < -d || v >= d {
-                    return Err(format!("index {v} is out of range for a dim of {d}"));
-                }
+    if let Some(values) = const_ints(g, idx)? {
+        for (i, &v) in values.iter().enumerate() {
+            let d = if per_component {
+                dims[i % dims.len()]
+            } else {
+                dims[0]
+            } as i64;
+            if v < -d || v >= d {
+                return Err(format!("index {v} is out of range for a dim of {d}"));
             }
-            Ok(())
         }
-        None if fixed(g, idx)?.len() > FLOOR_MOD_MAX_RANK => Err(format!(
-            "non-constant indices of rank {} (FLOOR_MOD, which maps negative indices into range, broadcasts up to rank {FLOOR_MOD_MAX_RANK})",
-            fixed(g, idx)?.len()
-        )),
-        None => Ok(()),
     }
+    Ok(())
 }
 
 /// `idx` as a TFLite tensor of non-negative indices: constants normalized now
@@ -857,12 +854,19 @@ fn indices_operand(lx: &mut Lowerer, idx: ValueId, dims: &[usize]) -> Result<Ten
     }
     let t = lx.operand(idx, Layout::Source)?;
     let dtype = lx.dtype(idx)?;
-    let denom_shape = if dims.len() == 1 {
-        vec![]
+    // FLOOR_MOD broadcasts only up to rank 4; above that the divisor gets
+    // the indices' full shape.
+    let (denom_shape, values): (Vec<usize>, Vec<i64>) = if shape.len() > FLOOR_MOD_MAX_RANK {
+        let n: usize = shape.iter().product();
+        (
+            shape.clone(),
+            (0..n).map(|i| dims[i % dims.len()] as i64).collect(),
+        )
+    } else if dims.len() == 1 {
+        (vec![], vec![dims[0] as i64])
     } else {
-        vec![dims.len()]
+        (vec![dims.len()], dims.iter().map(|&d| d as i64).collect())
     };
-    let values = dims.iter().map(|&d| d as i64).collect();
     let denom = const_int(lx, &format!("{name}_dims"), dtype, &denom_shape, values)?;
     let tt = lx.model.tensor(t).dtype;
     let out = lx.temp(&format!("{name}_wrapped"), tt, dims_i32(&shape));
@@ -1003,15 +1007,18 @@ fn lower_gather_nd(lx: &mut Lowerer, node: &Node, a: &GatherNdAttrs) -> Result<(
     Ok(())
 }
 
-/// GatherElements as GATHER_ND: each output position's full coordinate is
-/// its own position with the `axis` component replaced by the index.
-fn lower_gather_elements(lx: &mut Lowerer, node: &Node, axis: i64) -> Result<()> {
-    let data = lx.input(node, 0)?;
-    let idx = lx.input(node, 1)?;
-    let out = node.outputs[0];
-    let shape = lx.shape(data)?;
-    let rank = shape.len();
-    let axis = normalize_axis(axis, rank).map_err(|e| lx.error(e))?;
+/// The full data coordinate of every position of `idx` (shape `S`) with
+/// the `axis` component replaced by the index: `S + [rank]`, for GATHER_ND
+/// and SCATTER_ND to address single elements. Constant for constant
+/// indices; else CONCATENATION of constant position columns and the
+/// FLOOR_MOD-wrapped indices.
+fn element_coords(
+    lx: &mut Lowerer,
+    idx: ValueId,
+    data_shape: &[usize],
+    axis: usize,
+) -> Result<TensorId> {
+    let rank = data_shape.len();
     let s = lx.shape(idx)?;
     let n: usize = s.iter().product();
     let position = |flat: usize| -> Vec<i64> {
@@ -1024,11 +1031,10 @@ fn lower_gather_elements(lx: &mut Lowerer, node: &Node, axis: i64) -> Result<()>
         c
     };
     let name = lx.g.value(idx).name.clone();
-    let src = lx.operand(data, Layout::Source)?;
     let mut coord_shape = s.clone();
     coord_shape.push(rank);
-    let coords = if let Some(values) = const_ints(lx.g, idx).map_err(|e| lx.error(e))? {
-        let d = shape[axis] as i64;
+    if let Some(values) = const_ints(lx.g, idx).map_err(|e| lx.error(e))? {
+        let d = data_shape[axis] as i64;
         let mut all = Vec::with_capacity(n * rank);
         for (flat, &v) in values.iter().enumerate() {
             let mut c = position(flat);
@@ -1036,36 +1042,46 @@ fn lower_gather_elements(lx: &mut Lowerer, node: &Node, axis: i64) -> Result<()>
             all.extend(c);
         }
         let all: Vec<i32> = all.into_iter().map(|v| v as i32).collect();
-        lx.const_i32_shaped(&format!("{name}_coords"), &all, &coord_shape)
-    } else {
-        let dtype = lx.dtype(idx)?;
-        let wrapped = indices_operand(lx, idx, &[shape[axis]])?;
-        let mut column_shape = s.clone();
-        column_shape.push(1);
-        let column = reshape_tensor(lx, wrapped, &column_shape, &format!("{name}_column"));
-        let mut parts = Vec::new();
-        for k in 0..rank {
-            if k == axis {
-                parts.push(Some(column));
-            } else {
-                let values = (0..n).map(|flat| position(flat)[k]).collect();
-                let iota = const_int(lx, &format!("{name}_iota{k}"), dtype, &column_shape, values)?;
-                parts.push(Some(iota));
-            }
+        return Ok(lx.const_i32_shaped(&format!("{name}_coords"), &all, &coord_shape));
+    }
+    let dtype = lx.dtype(idx)?;
+    let wrapped = indices_operand(lx, idx, &[data_shape[axis]])?;
+    let mut column_shape = s.clone();
+    column_shape.push(1);
+    let column = reshape_tensor(lx, wrapped, &column_shape, &format!("{name}_column"));
+    let mut parts = Vec::new();
+    for k in 0..rank {
+        if k == axis {
+            parts.push(Some(column));
+        } else {
+            let values = (0..n).map(|flat| position(flat)[k]).collect();
+            let iota = const_int(lx, &format!("{name}_iota{k}"), dtype, &column_shape, values)?;
+            parts.push(Some(iota));
         }
-        let tt = lx.model.tensor(column).dtype;
-        let joined = lx.temp(&format!("{name}_coords"), tt, dims_i32(&coord_shape));
-        lx.op(
-            tfl::BuiltinOperator::CONCATENATION,
-            parts,
-            vec![joined],
-            tfl::BuiltinOptionsT::ConcatenationOptions(Box::new(tfl::ConcatenationOptionsT {
-                axis: rank as i32,
-                fused_activation_function: tfl::ActivationFunctionType::NONE,
-            })),
-        );
-        joined
-    };
+    }
+    let tt = lx.model.tensor(column).dtype;
+    let joined = lx.temp(&format!("{name}_coords"), tt, dims_i32(&coord_shape));
+    lx.op(
+        tfl::BuiltinOperator::CONCATENATION,
+        parts,
+        vec![joined],
+        tfl::BuiltinOptionsT::ConcatenationOptions(Box::new(tfl::ConcatenationOptionsT {
+            axis: rank as i32,
+            fused_activation_function: tfl::ActivationFunctionType::NONE,
+        })),
+    );
+    Ok(joined)
+}
+
+/// GatherElements as GATHER_ND of each output position's full coordinate.
+fn lower_gather_elements(lx: &mut Lowerer, node: &Node, axis: i64) -> Result<()> {
+    let data = lx.input(node, 0)?;
+    let idx = lx.input(node, 1)?;
+    let out = node.outputs[0];
+    let shape = lx.shape(data)?;
+    let axis = normalize_axis(axis, shape.len()).map_err(|e| lx.error(e))?;
+    let src = lx.operand(data, Layout::Source)?;
+    let coords = element_coords(lx, idx, &shape, axis)?;
     let t = lx.define(out, Layout::Source)?;
     lx.op(
         tfl::BuiltinOperator::GATHER_ND,
@@ -1156,8 +1172,10 @@ fn lower_expand(lx: &mut Lowerer, node: &Node) -> Result<()> {
     let t = lx.define(out, layout)?;
     let name = lx.g.value(out).name.clone();
     let shape_t = lx.const_i32(&format!("{name}_shape"), &dims_i32(&stored));
-    lx.op(
+    // BROADCAST_TO is registered from version 2 on.
+    lx.op_version(
         tfl::BuiltinOperator::BROADCAST_TO,
+        2,
         vec![Some(src), Some(shape_t)],
         vec![t],
         tfl::BuiltinOptionsT::BroadcastToOptions(Box::default()),
@@ -1165,10 +1183,28 @@ fn lower_expand(lx: &mut Lowerer, node: &Node) -> Result<()> {
     Ok(())
 }
 
+/// The repeats, which the static shapes fix (`out = in * repeats` per axis).
+fn tile_repeats(g: &Graph, node: &Node) -> std::result::Result<Vec<usize>, String> {
+    let shape = fixed(g, input(node, 0)?)?;
+    let out = fixed(g, node.outputs[0])?;
+    if shape.len() != out.len() || shape.iter().zip(&out).any(|(&i, &o)| i == 0 || o % i != 0) {
+        return Err(format!("Tile of {shape:?} cannot give {out:?}"));
+    }
+    let repeats: Vec<usize> = shape.iter().zip(&out).map(|(&i, &o)| o / i).collect();
+    if let Some(given) = const_ints(g, input(node, 1)?)?
+        && given.iter().map(|&r| r as usize).collect::<Vec<_>>() != repeats
+    {
+        return Err(format!(
+            "Tile repeats {given:?} do not give the output shape {out:?}"
+        ));
+    }
+    Ok(repeats)
+}
+
 fn lower_tile(lx: &mut Lowerer, node: &Node) -> Result<()> {
     let x = lx.input(node, 0)?;
     let out = node.outputs[0];
-    let repeats = lx.constant_i64(lx.input(node, 1)?)?;
+    let repeats = tile_repeats(lx.g, node).map_err(|e| lx.error(e))?;
     let rank = lx.rank(x)?;
     let layout = lx.common_layout(&[x], rank).effective(rank);
     let src = lx.operand(x, layout)?;
@@ -1209,6 +1245,13 @@ fn constant_output(g: &Graph, node: &Node) -> std::result::Result<Tensor, String
             Tensor::from_i64(&[dims.len()], dims).map_err(|e| e.to_string())?
         }
         Op::Size => Tensor::scalar_i64(fixed(g, x)?.iter().product::<usize>() as i64),
+        // The static output shape is the shape input's value.
+        Op::ConstantOfShape(_) => {
+            let out = fixed(g, node.outputs[0])?;
+            let shape = Tensor::from_i64(&[out.len()], out.iter().map(|&d| d as i64).collect())
+                .map_err(|e| e.to_string())?;
+            eval(&node.op, &[Some(&shape)])?
+        }
         Op::EyeLike(_) => {
             let shape = fixed(g, x)?;
             let d = dtype_of(g, x)?;
@@ -1249,6 +1292,45 @@ fn constant_output(g: &Graph, node: &Node) -> std::result::Result<Tensor, String
     Ok(t)
 }
 
+fn all_constant(g: &Graph, node: &Node) -> bool {
+    node.inputs
+        .iter()
+        .flatten()
+        .all(|&v| g.weight_of(v).is_some())
+}
+
+/// Range of computed scalars: `start + i * delta` for the `i` the static
+/// output length gives (ONNX's definition, in the output's type).
+fn lower_range(lx: &mut Lowerer, node: &Node) -> Result<()> {
+    let (start, delta) = (lx.input(node, 0)?, lx.input(node, 2)?);
+    let out = node.outputs[0];
+    let name = lx.g.value(out).name.clone();
+    let n = lx.shape(out)?.iter().product::<usize>();
+    let dtype = lx.dtype(out)?;
+    let iota = Tensor::from_i64(&[n], (0..n as i64).collect())?
+        .cast(dtype)
+        .map_err(|e| lx.error(e.to_string()))?;
+    let iota = lx.const_tensor(&format!("{name}_iota"), &iota)?;
+    let delta = lx.operand(delta, Layout::Source)?;
+    let start = lx.operand(start, Layout::Source)?;
+    let tt = lx.model.tensor(iota).dtype;
+    let steps = lx.temp(&format!("{name}_steps"), tt, vec![n as i32]);
+    lx.op(
+        tfl::BuiltinOperator::MUL,
+        vec![Some(iota), Some(delta)],
+        vec![steps],
+        tfl::BuiltinOptionsT::MulOptions(Box::default()),
+    );
+    let t = lx.define(out, Layout::Source)?;
+    lx.op(
+        tfl::BuiltinOperator::ADD,
+        vec![Some(steps), Some(start)],
+        vec![t],
+        tfl::BuiltinOptionsT::AddOptions(Box::default()),
+    );
+    Ok(())
+}
+
 fn eval(op: &Op, inputs: &[Option<&Tensor>]) -> std::result::Result<Tensor, String> {
     crate::ir::eval::eval_op(op, inputs)?
         .into_iter()
@@ -1278,16 +1360,15 @@ fn topk_plan(g: &Graph, node: &Node, a: &TopKAttrs) -> std::result::Result<TopKP
         dtypes(g, &[x], &[DType::F32], node)?;
     }
     dtypes(g, &node.outputs[1..2], &[DType::I64, DType::I32], node)?;
-    let k = const_ints(g, input(node, 1)?)?.ok_or("TopK needs a constant k for TFLite")?;
-    let [k] = k[..] else {
-        return Err("TopK k must have one element".into());
-    };
-    if k < 1 || k as usize > shape[axis] {
-        return Err(format!("TopK k {k} is out of range"));
+    // The static output shape fixes k (ONNX's k input must equal it).
+    let k = fixed(g, node.outputs[0])?[axis];
+    if let Some(given) = const_ints(g, input(node, 1)?)?
+        && given != [k as i64]
+    {
+        return Err(format!("TopK k {given:?} does not match the output's {k}"));
     }
-    let _ = g;
     Ok(TopKPlan {
-        k: k as usize,
+        k,
         layout: if axis == rank - 1 {
             Some(Layout::Source)
         } else if rank >= 3 && axis == 1 {
@@ -1411,66 +1492,60 @@ fn lower_topk(lx: &mut Lowerer, node: &Node, a: &TopKAttrs) -> Result<()> {
 }
 
 struct OneHotPlan {
-    depth: i32,
-    off: Tensor,
-    on: Tensor,
+    /// The output's size along `axis` (what ONNX's depth must be).
+    depth: i64,
     axis: usize,
 }
 
 fn one_hot_plan(g: &Graph, node: &Node, axis: i64) -> std::result::Result<OneHotPlan, String> {
     let idx = input(node, 0)?;
+    let values = input(node, 2)?;
     let out = node.outputs[0];
     dtypes(g, &[out], ONE_HOT, node)?;
     dtypes(g, &[idx], &[DType::I32, DType::I64, DType::F32], node)?;
-    let depth =
-        const_tensor(g, input(node, 1)?)?.ok_or("OneHot needs a constant depth for TFLite")?;
-    let depth = depth.to_f64_vec();
-    let [depth] = depth[..] else {
-        return Err("OneHot depth must have one element".into());
-    };
-    if !(1.0..=i32::MAX as f64).contains(&depth) {
-        return Err(format!("OneHot depth {depth} is out of range"));
-    }
-    let values =
-        const_tensor(g, input(node, 2)?)?.ok_or("OneHot needs constant values for TFLite")?;
-    if values.len() != 2 {
+    if fixed(g, values)?.iter().product::<usize>() != 2 {
         return Err("OneHot values must have two elements".into());
     }
-    let out_dtype = dtype_of(g, out)?;
-    let pick = |i: usize| -> std::result::Result<Tensor, String> {
-        let scalar = if out_dtype.is_float() {
-            Tensor::F64(ndarray::ArrayD::from_elem(
-                ndarray::IxDyn(&[]),
-                values.to_f64_vec()[i],
-            ))
-        } else {
-            Tensor::scalar_i64(values.to_i64_vec().map_err(|e| e.to_string())?[i])
-        };
-        scalar.cast(out_dtype).map_err(|e| e.to_string())
-    };
-    let out_rank = fixed(g, out)?.len();
-    let axis = normalize_axis(axis, out_rank)?;
-    if fixed(g, idx)?.len() > FLOOR_MOD_MAX_RANK && const_tensor(g, idx)?.is_none() {
-        return Err("non-constant OneHot indices of rank above 4".into());
+    let out_shape = fixed(g, out)?;
+    let axis = normalize_axis(axis, out_shape.len())?;
+    let depth = out_shape[axis] as i64;
+    if let Some(d) = const_tensor(g, input(node, 1)?)? {
+        if d.to_f64_vec().first().map(|v| v.trunc() as i64) != Some(depth) {
+            return Err(format!("OneHot depth does not match the output's {depth}"));
+        }
     }
-    Ok(OneHotPlan {
-        depth: depth as i32,
-        off: pick(0)?,
-        on: pick(1)?,
-        axis,
-    })
+    Ok(OneHotPlan { depth, axis })
 }
 
-/// ONE_HOT; ONNX counts negative indices from `depth`, TFLite leaves them
-/// off, so they are wrapped first (constants now, others by
-/// SELECT_V2(idx < 0, idx + depth, idx)).
+/// A scalar integer constant, or one of the full `shape` where the consuming
+/// op would have to broadcast beyond rank 4.
+fn int_operand(
+    lx: &mut Lowerer,
+    hint: &str,
+    dtype: DType,
+    shape: &[usize],
+    value: i64,
+) -> Result<TensorId> {
+    if shape.len() > FLOOR_MOD_MAX_RANK {
+        let n = shape.iter().product();
+        const_int(lx, hint, dtype, shape, vec![value; n])
+    } else {
+        const_int(lx, hint, dtype, &[], vec![value])
+    }
+}
+
+/// ONE_HOT with the depth the static output shape fixes. ONNX counts
+/// negative indices from `depth` and TFLite leaves them off, so they are
+/// wrapped first: constants now, others by SELECT_V2(idx < 0, idx + depth, idx)
+/// (FLOOR_MOD would also wrap the out-of-range ones ONNX leaves off).
 fn lower_one_hot(lx: &mut Lowerer, node: &Node, axis: i64) -> Result<()> {
     let plan = one_hot_plan(lx.g, node, axis).map_err(|e| lx.error(e))?;
     let idx = lx.input(node, 0)?;
+    let values = lx.input(node, 2)?;
     let out = node.outputs[0];
     let name = lx.g.value(out).name.clone();
     let shape = lx.shape(idx)?;
-    let d = plan.depth as i64;
+    let d = plan.depth;
     let indices = if let Some(t) = const_tensor(lx.g, idx).map_err(|e| lx.error(e))? {
         let values: Vec<i32> = t
             .to_f64_vec()
@@ -1504,8 +1579,8 @@ fn lower_one_hot(lx: &mut Lowerer, node: &Node, axis: i64) -> Result<()> {
             dtype = DType::I64;
         }
         let tt = lx.model.tensor(t).dtype;
-        let zero = const_int(lx, &format!("{name}_zero"), dtype, &[], vec![0])?;
-        let depth = const_int(lx, &format!("{name}_depth_i"), dtype, &[], vec![d])?;
+        let zero = int_operand(lx, &format!("{name}_zero"), dtype, &shape, 0)?;
+        let depth = int_operand(lx, &format!("{name}_depth_i"), dtype, &shape, d)?;
         let negative = lx.temp(
             &format!("{name}_negative"),
             tfl::TensorType::BOOL,
@@ -1533,9 +1608,34 @@ fn lower_one_hot(lx: &mut Lowerer, node: &Node, axis: i64) -> Result<()> {
         );
         wrapped
     };
-    let depth = const_i32_scalar(lx, &format!("{name}_depth"), plan.depth);
-    let on = lx.const_tensor(&format!("{name}_on"), &plan.on)?;
-    let off = lx.const_tensor(&format!("{name}_off"), &plan.off)?;
+    let depth = const_i32_scalar(lx, &format!("{name}_depth"), d as i32);
+    // off and on: the two elements of `values`, as one-element tensors.
+    let (off, on) = match const_tensor(lx.g, values).map_err(|e| lx.error(e))? {
+        Some(v) => {
+            let dtype = lx.dtype(out)?;
+            let v = v.cast(dtype).map_err(|e| lx.error(e.to_string()))?;
+            let flat = super::reshape(&v, &[2]).map_err(|e| lx.error(e))?;
+            let mut pick = |i: usize, what: &str| -> Result<TensorId> {
+                let op = Op::Slice;
+                let starts = Tensor::from_i64(&[1], vec![i as i64])?;
+                let ends = Tensor::from_i64(&[1], vec![i as i64 + 1])?;
+                let one = eval(&op, &[Some(&flat), Some(&starts), Some(&ends)])
+                    .map_err(|e| lx.error(e))?;
+                lx.const_tensor(&format!("{name}_{what}"), &one)
+            };
+            (pick(0, "off")?, pick(1, "on")?)
+        }
+        None => {
+            let src = lx.operand(values, Layout::Source)?;
+            let flat = reshape_tensor(lx, src, &[2], &format!("{name}_values"));
+            let dtype = lx.model.tensor(flat).dtype;
+            let off = lx.temp(&format!("{name}_off"), dtype, vec![1]);
+            slice_op(lx, flat, &[0], &[1], off);
+            let on = lx.temp(&format!("{name}_on"), dtype, vec![1]);
+            slice_op(lx, flat, &[1], &[1], on);
+            (off, on)
+        }
+    };
     let t = lx.define(out, Layout::Source)?;
     lx.op(
         tfl::BuiltinOperator::ONE_HOT,
@@ -1548,20 +1648,22 @@ fn lower_one_hot(lx: &mut Lowerer, node: &Node, axis: i64) -> Result<()> {
     Ok(())
 }
 
-fn trilu_k(g: &Graph, node: &Node) -> std::result::Result<i64, String> {
+/// Trilu's k when it is a constant (0 when absent); `None` when computed.
+fn trilu_k(g: &Graph, node: &Node) -> std::result::Result<Option<i64>, String> {
     match node.input(1) {
-        None => Ok(0),
+        None => Ok(Some(0)),
         Some(v) => {
-            let k = const_ints(g, v)?.ok_or("Trilu needs a constant k for TFLite")?;
-            match k[..] {
-                [k] => Ok(k),
-                _ => Err("Trilu k must have one element".into()),
+            dtypes(g, &[v], &[DType::I64], node)?;
+            if fixed(g, v)?.iter().product::<usize>() != 1 {
+                return Err("Trilu k must have one element".into());
             }
+            Ok(const_ints(g, v)?.map(|k| k[0]))
         }
     }
 }
 
-/// Trilu: SELECT_V2 between the input and zeros by a constant triangle mask.
+/// Trilu: SELECT_V2 between the input and zeros by a triangle mask, a
+/// constant for a constant k, else `(col - row) >= k` (or `<=`) computed.
 fn lower_trilu(lx: &mut Lowerer, node: &Node, upper: bool) -> Result<()> {
     let k = trilu_k(lx.g, node).map_err(|e| lx.error(e))?;
     let x = lx.input(node, 0)?;
@@ -1569,18 +1671,51 @@ fn lower_trilu(lx: &mut Lowerer, node: &Node, upper: bool) -> Result<()> {
     let shape = lx.shape(x)?;
     let rank = shape.len();
     let (rows, cols) = (shape[rank - 2], shape[rank - 1]);
-    let mask: Vec<bool> = (0..rows * cols)
-        .map(|i| {
-            let (r, c) = ((i / cols) as i64, (i % cols) as i64);
-            if upper { c - r >= k } else { c - r <= k }
-        })
-        .collect();
     let name = lx.g.value(out).name.clone();
-    let mask_t = Tensor::Bool(
-        ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[rows, cols]), mask)
-            .map_err(|e| lx.error(e.to_string()))?,
-    );
-    let mask_t = lx.const_tensor(&format!("{name}_mask"), &mask_t)?;
+    let diagonal = |i: usize| (i % cols) as i64 - (i / cols) as i64;
+    let mask_t = match k {
+        Some(k) => {
+            let mask: Vec<bool> = (0..rows * cols)
+                .map(|i| {
+                    if upper {
+                        diagonal(i) >= k
+                    } else {
+                        diagonal(i) <= k
+                    }
+                })
+                .collect();
+            let mask = Tensor::Bool(
+                ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[rows, cols]), mask)
+                    .map_err(|e| lx.error(e.to_string()))?,
+            );
+            lx.const_tensor(&format!("{name}_mask"), &mask)?
+        }
+        None => {
+            let offsets =
+                Tensor::from_i64(&[rows, cols], (0..rows * cols).map(diagonal).collect())?;
+            let offsets = lx.const_tensor(&format!("{name}_offsets"), &offsets)?;
+            let kv = lx.input(node, 1)?;
+            let kt = lx.operand(kv, Layout::Source)?;
+            let mask = lx.temp(
+                &format!("{name}_mask"),
+                tfl::TensorType::BOOL,
+                dims_i32(&[rows, cols]),
+            );
+            let (code, options) = if upper {
+                (
+                    tfl::BuiltinOperator::GREATER_EQUAL,
+                    tfl::BuiltinOptionsT::GreaterEqualOptions(Box::default()),
+                )
+            } else {
+                (
+                    tfl::BuiltinOperator::LESS_EQUAL,
+                    tfl::BuiltinOptionsT::LessEqualOptions(Box::default()),
+                )
+            };
+            lx.op(code, vec![Some(offsets), Some(kt)], vec![mask], options);
+            mask
+        }
+    };
     let dtype = lx.dtype(x)?;
     let zero = Tensor::from_i64(&[], vec![0])?
         .cast(dtype)
@@ -1600,37 +1735,71 @@ fn lower_trilu(lx: &mut Lowerer, node: &Node, upper: bool) -> Result<()> {
 struct ScatterPlan {
     /// Data is all zeros (a constant): SCATTER_ND alone is the result.
     zeros: bool,
+    /// ScatterElements' axis (ScatterND: `None`).
+    axis: Option<usize>,
 }
 
-fn scatter_nd_plan(
+fn scatter_plan(
     g: &Graph,
     node: &Node,
     reduction: ScatterReduction,
+    axis: Option<i64>,
 ) -> std::result::Result<ScatterPlan, String> {
     let (data, idx, updates) = (input(node, 0)?, input(node, 1)?, input(node, 2)?);
     dtypes(g, &[data, updates], SCATTER_ND, node)?;
     dtypes(g, &[idx], &[DType::I32, DType::I64], node)?;
     let dshape = fixed(g, data)?;
-    let values = const_ints(g, idx)?.ok_or(
-        "ScatterND needs constant indices for TFLite (duplicates and negatives must be known)",
-    )?;
     let ishape = fixed(g, idx)?;
-    let m = *ishape.last().ok_or("ScatterND indices need rank >= 1")?;
-    if m == 0 || m > dshape.len() {
-        return Err("ScatterND index tuples do not fit the data".into());
-    }
-    let mut seen = std::collections::HashSet::new();
-    for tuple in values.chunks(m) {
-        let mut fixed_tuple = Vec::new();
-        for (k, &v) in tuple.iter().enumerate() {
-            let d = dshape[k] as i64;
-            if v < -d || v >= d {
-                return Err(format!("ScatterND index {v} is out of range"));
+    let axis = match axis {
+        Some(a) => {
+            let a = normalize_axis(a, dshape.len())?;
+            if ishape.len() != dshape.len() || fixed(g, updates)? != ishape {
+                return Err(
+                    "ScatterElements indices and updates must match in shape and rank".into(),
+                );
             }
-            fixed_tuple.push(if v < 0 { v + d } else { v });
+            Some(a)
         }
-        if !seen.insert(fixed_tuple) && reduction == ScatterReduction::None {
-            return Err("ScatterND with duplicate indices has no defined result".into());
+        None => None,
+    };
+    // The index tuples and the dims they address.
+    let (tuple, dims): (usize, Vec<usize>) = match axis {
+        Some(a) => (1, vec![dshape[a]]),
+        None => {
+            let m = *ishape.last().ok_or("ScatterND indices need rank >= 1")?;
+            if m == 0 || m > dshape.len() {
+                return Err("ScatterND index tuples do not fit the data".into());
+            }
+            (m, dshape[..m].to_vec())
+        }
+    };
+    if let Some(values) = const_ints(g, idx)? {
+        let mut seen = std::collections::HashSet::new();
+        for (i, t) in values.chunks(tuple).enumerate() {
+            let mut target = Vec::new();
+            for (k, &v) in t.iter().enumerate() {
+                let d = dims[k] as i64;
+                if v < -d || v >= d {
+                    return Err(format!("scatter index {v} is out of range"));
+                }
+                target.push(if v < 0 { v + d } else { v });
+            }
+            if let Some(a) = axis {
+                // The element's other coordinates are its own position.
+                let mut rest = i;
+                let mut full = vec![0i64; ishape.len()];
+                for k in (0..ishape.len()).rev() {
+                    full[k] = (rest % ishape[k]) as i64;
+                    rest /= ishape[k];
+                }
+                full[a] = target[0];
+                target = full;
+            }
+            if !seen.insert(target) && reduction == ScatterReduction::None {
+                return Err(
+                    "scatter with duplicate indices and no reduction has no defined result".into(),
+                );
+            }
         }
     }
     let zeros = match const_tensor(g, data)? {
@@ -1639,45 +1808,61 @@ fn scatter_nd_plan(
     };
     match reduction {
         ScatterReduction::Add => {
-            if dtype_of(g, data)? == DType::Bool {
-                return Err("ScatterND add on bool".into());
-            }
-            Ok(ScatterPlan { zeros })
-        }
-        ScatterReduction::None => {
             if !zeros {
-                dtypes(g, &[data], SELECT, node)?;
+                // ADD takes these without quantization parameters.
+                dtypes(g, &[data], &[DType::F32, DType::I32, DType::I64], node)?;
             }
-            Ok(ScatterPlan { zeros })
         }
-        other => Err(format!(
-            "ScatterND reduction {other:?}: TFLite's SCATTER_ND only sums into zeros"
-        )),
+        ScatterReduction::None => {}
+        other => {
+            return Err(format!(
+                "scatter reduction {other:?}: TFLite's SCATTER_ND only sums into zeros"
+            ));
+        }
     }
+    Ok(ScatterPlan { zeros, axis })
 }
 
 /// SCATTER_ND sums updates into zeros. With unique indices that is ONNX's
 /// result over zero data; other data is kept where a mask scattered the same
-/// way is false (reduction none) or added to (reduction add).
-fn lower_scatter_nd(lx: &mut Lowerer, node: &Node, reduction: ScatterReduction) -> Result<()> {
-    let plan = scatter_nd_plan(lx.g, node, reduction).map_err(|e| lx.error(e))?;
+/// way is false (reduction none) or added to (reduction add). ScatterElements
+/// scatters single elements addressed by their full coordinates.
+fn lower_scatter(
+    lx: &mut Lowerer,
+    node: &Node,
+    reduction: ScatterReduction,
+    axis: Option<i64>,
+) -> Result<()> {
+    let plan = scatter_plan(lx.g, node, reduction, axis).map_err(|e| lx.error(e))?;
     let (data, idx, updates) = (lx.input(node, 0)?, lx.input(node, 1)?, lx.input(node, 2)?);
     let out = node.outputs[0];
     let name = lx.g.value(out).name.clone();
     let shape = lx.shape(data)?;
-    let dshape = shape.clone();
-    let values = lx.constant_i64(idx)?;
-    let ishape = lx.shape(idx)?;
-    let m = *ishape.last().expect("checked");
-    let fixed: Vec<i32> = values
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            let d = dshape[i % m] as i64;
-            (if v < 0 { v + d } else { v }) as i32
-        })
-        .collect();
-    let indices = lx.const_i32_shaped(&format!("{name}_indices"), &fixed, &ishape);
+    let indices = match plan.axis {
+        Some(a) => element_coords(lx, idx, &shape, a)?,
+        None => {
+            let m = *lx.shape(idx)?.last().expect("checked");
+            indices_operand(lx, idx, &shape[..m])?
+        }
+    };
+    // SCATTER_ND takes int32 indices only (wrapped into range, they fit).
+    let indices = if lx.model.tensor(indices).dtype == tfl::TensorType::INT32 {
+        indices
+    } else {
+        let from = lx.model.tensor(indices).dtype;
+        let ishape = lx.model.tensor(indices).shape.clone();
+        let narrow = lx.temp(&format!("{name}_indices32"), tfl::TensorType::INT32, ishape);
+        lx.op(
+            tfl::BuiltinOperator::CAST,
+            vec![Some(indices)],
+            vec![narrow],
+            tfl::BuiltinOptionsT::CastOptions(Box::new(tfl::CastOptionsT {
+                in_data_type: from,
+                out_data_type: tfl::TensorType::INT32,
+            })),
+        );
+        narrow
+    };
     let shape_t = lx.const_i32(&format!("{name}_shape"), &dims_i32(&shape));
     let upd = lx.operand(updates, Layout::Source)?;
     let dtype = lx.model.tensor(upd).dtype;
@@ -1697,37 +1882,34 @@ fn lower_scatter_nd(lx: &mut Lowerer, node: &Node, reduction: ScatterReduction) 
     }
     let src = lx.operand(data, Layout::Source)?;
     let t = lx.define(out, Layout::Source)?;
-    match reduction {
-        ScatterReduction::Add => {
-            lx.op(
-                tfl::BuiltinOperator::ADD,
-                vec![Some(src), Some(scattered)],
-                vec![t],
-                tfl::BuiltinOptionsT::AddOptions(Box::default()),
-            );
-        }
-        _ => {
-            let ushape = lx.shape(updates)?;
-            let ones = Tensor::Bool(ndarray::ArrayD::from_elem(ndarray::IxDyn(&ushape), true));
-            let ones = lx.const_tensor(&format!("{name}_ones"), &ones)?;
-            let mask = lx.temp(
-                &format!("{name}_mask"),
-                tfl::TensorType::BOOL,
-                dims_i32(&shape),
-            );
-            lx.op(
-                tfl::BuiltinOperator::SCATTER_ND,
-                vec![Some(indices), Some(ones), Some(shape_t)],
-                vec![mask],
-                tfl::BuiltinOptionsT::ScatterNdOptions(Box::default()),
-            );
-            lx.op(
-                tfl::BuiltinOperator::SELECT_V2,
-                vec![Some(mask), Some(scattered), Some(src)],
-                vec![t],
-                tfl::BuiltinOptionsT::SelectV2Options(Box::default()),
-            );
-        }
+    if reduction == ScatterReduction::Add {
+        lx.op(
+            tfl::BuiltinOperator::ADD,
+            vec![Some(src), Some(scattered)],
+            vec![t],
+            tfl::BuiltinOptionsT::AddOptions(Box::default()),
+        );
+        return Ok(());
     }
+    let ushape = lx.shape(updates)?;
+    let ones = Tensor::Bool(ndarray::ArrayD::from_elem(ndarray::IxDyn(&ushape), true));
+    let ones = lx.const_tensor(&format!("{name}_ones"), &ones)?;
+    let mask = lx.temp(
+        &format!("{name}_mask"),
+        tfl::TensorType::BOOL,
+        dims_i32(&shape),
+    );
+    lx.op(
+        tfl::BuiltinOperator::SCATTER_ND,
+        vec![Some(indices), Some(ones), Some(shape_t)],
+        vec![mask],
+        tfl::BuiltinOptionsT::ScatterNdOptions(Box::default()),
+    );
+    lx.op(
+        tfl::BuiltinOperator::SELECT_V2,
+        vec![Some(mask), Some(scattered), Some(src)],
+        vec![t],
+        tfl::BuiltinOptionsT::SelectV2Options(Box::default()),
+    );
     Ok(())
 }
