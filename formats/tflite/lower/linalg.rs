@@ -878,3 +878,236 @@ fn reshape_if(lx: &mut Lowerer, t: TensorId, shape: &[usize], name: &str) -> Ten
         reshape_tensor(lx, t, shape, name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::LowerOptions;
+    use super::*;
+    use crate::formats::tflite::model::{TflModel, TflOperator};
+    use crate::ir::text::parse;
+
+    type Code = tfl::BuiltinOperator;
+
+    fn lowered(text: &str) -> TflModel {
+        let g = parse(text).unwrap();
+        for (id, node) in g.nodes() {
+            assert_eq!(
+                super::super::support(&g, id),
+                Support::Native,
+                "{}",
+                node.name
+            );
+        }
+        super::super::lower(&g, &LowerOptions::default()).unwrap()
+    }
+
+    fn codes(m: &TflModel) -> Vec<Code> {
+        m.operators.iter().map(|o| o.code).collect()
+    }
+
+    fn op(m: &TflModel, code: Code) -> &TflOperator {
+        m.operators.iter().find(|o| o.code == code).unwrap()
+    }
+
+    fn floats(m: &TflModel, t: Option<TensorId>) -> Vec<f32> {
+        let data = m.tensor(t.unwrap()).data.as_ref().unwrap();
+        data.chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+
+    fn fc_options(o: &TflOperator) -> &tfl::FullyConnectedOptionsT {
+        match &o.options {
+            tfl::BuiltinOptionsT::FullyConnectedOptions(f) => f,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn linear_is_fully_connected_with_transposed_weights_and_fused_relu() {
+        let m = lowered(
+            "graph g {
+  input x: f32[1,4,2]
+  weight w: f32[2,3] = [1,2,3,4,5,6]
+  weight b: f32[3] = [0.5,0,-1]
+  node l: y: f32[1,4,3] = Linear {\"activation\":\"Relu\"} (x, w, b)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::FULLY_CONNECTED]);
+        let fc = &m.operators[0];
+        assert_eq!(m.tensor(fc.inputs[1].unwrap()).shape, [3, 2]);
+        assert_eq!(floats(&m, fc.inputs[1]), [1., 4., 2., 5., 3., 6.]);
+        assert_eq!(floats(&m, fc.inputs[2]), [0.5, 0., -1.]);
+        let o = fc_options(fc);
+        assert!(o.keep_num_dims);
+        assert_eq!(
+            o.fused_activation_function,
+            tfl::ActivationFunctionType::RELU
+        );
+    }
+
+    #[test]
+    fn tanh_and_sigmoid_are_their_own_ops_after_fully_connected() {
+        for (act, code) in [("Tanh", Code::TANH), ("Sigmoid", Code::LOGISTIC)] {
+            let m = lowered(&format!(
+                "graph g {{
+  input x: f32[2,2]
+  weight w: f32[2,2] = [1,0,0,1]
+  node l: y: f32[2,2] = Linear {{\"activation\":\"{act}\"}} (x, w, _)
+  output y
+}}"
+            ));
+            assert_eq!(codes(&m), [Code::FULLY_CONNECTED, code]);
+            let o = fc_options(&m.operators[0]);
+            assert_eq!(
+                o.fused_activation_function,
+                tfl::ActivationFunctionType::NONE
+            );
+            assert!(!o.keep_num_dims);
+        }
+    }
+
+    #[test]
+    fn linear_with_a_computed_weight_is_batch_matmul_and_add() {
+        let m = lowered(
+            "graph g {
+  input x: f32[1,4,2]
+  input w: f32[2,3]
+  weight b: f32[3] = [0.5,0,-1]
+  node l: y: f32[1,4,3] = Linear {} (x, w, b)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::BATCH_MATMUL, Code::ADD]);
+    }
+
+    #[test]
+    fn matmul_of_activations_broadcasts_in_batch_matmul() {
+        let m = lowered(
+            "graph g {
+  input a: f32[2,1,3,4]
+  input b: f32[5,4,6]
+  node mm: y: f32[2,5,3,6] = MatMul (a, b)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::BATCH_MATMUL]);
+        let m = lowered(
+            "graph g {
+  input a: f32[4]
+  input b: f32[3,4,6]
+  node mm: y: f32[3,6] = MatMul (a, b)
+  output y
+}",
+        );
+        assert_eq!(
+            codes(&m),
+            [Code::RESHAPE, Code::BATCH_MATMUL, Code::RESHAPE]
+        );
+    }
+
+    #[test]
+    fn matmul_by_a_constant_matrix_is_fully_connected() {
+        let m = lowered(
+            "graph g {
+  input a: f32[2,3,2]
+  weight w: f32[1,2,2] = [1,2,3,4]
+  node mm: y: f32[2,3,2] = MatMul (a, w)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::FULLY_CONNECTED]);
+        assert_eq!(floats(&m, m.operators[0].inputs[1]), [1., 3., 2., 4.]);
+    }
+
+    #[test]
+    fn gemm_folds_alpha_into_weights_and_beta_c_into_the_bias() {
+        let m = lowered(
+            "graph g {
+  input a: f32[2,3]
+  weight w: f32[2,2] = [1,2,3,4]
+  weight c: f32[1] = [2]
+  node gm: y: f32[3,2] = Gemm {\"alpha\":0.5,\"beta\":3,\"trans_a\":true,\"trans_b\":true} (a, w, c)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::TRANSPOSE, Code::FULLY_CONNECTED]);
+        let fc = op(&m, Code::FULLY_CONNECTED);
+        // transB: the weight already is [N, K].
+        assert_eq!(floats(&m, fc.inputs[1]), [0.5, 1., 1.5, 2.]);
+        assert_eq!(floats(&m, fc.inputs[2]), [6., 6.]);
+    }
+
+    #[test]
+    fn gemm_of_activations_scales_and_adds_after_batch_matmul() {
+        let m = lowered(
+            "graph g {
+  input a: f32[3,2]
+  input b: f32[4,2]
+  input c: f32[3,4]
+  node gm: y: f32[3,4] = Gemm {\"alpha\":2,\"beta\":0.5,\"trans_a\":false,\"trans_b\":true} (a, b, c)
+  output y
+}",
+        );
+        assert_eq!(
+            codes(&m),
+            [
+                Code::MUL,
+                Code::TRANSPOSE,
+                Code::BATCH_MATMUL,
+                Code::MUL,
+                Code::ADD
+            ]
+        );
+    }
+
+    #[test]
+    fn einsum_attention_scores_transpose_the_keys() {
+        let m = lowered(
+            "graph g {
+  input q: f32[1,2,3,4]
+  input k: f32[1,2,5,4]
+  node e: y: f32[1,2,3,5] = Einsum {\"equation\":\"bhid,bhjd->bhij\"} (q, k)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::TRANSPOSE, Code::BATCH_MATMUL]);
+        let t = op(&m, Code::TRANSPOSE);
+        assert_eq!(m.tensor(t.outputs[0]).shape, [1, 2, 4, 5]);
+    }
+
+    #[test]
+    fn einsum_with_an_ellipsis_and_a_constant_operand() {
+        let m = lowered(
+            "graph g {
+  input x: f32[2,3,4]
+  weight w: f32[4,2] = [1,2,3,4,5,6,7,8]
+  node e: y: f32[2,3,2] = Einsum {\"equation\":\"...k,kn->...n\"} (x, w)
+  output y
+}",
+        );
+        assert_eq!(
+            codes(&m),
+            [Code::RESHAPE, Code::FULLY_CONNECTED, Code::RESHAPE]
+        );
+    }
+
+    #[test]
+    fn einsum_sums_and_diagonals_are_refused() {
+        let g = parse(
+            "graph g {
+  input a: f32[3,4]
+  input b: f32[4,5]
+  node e: y: f32[5] = Einsum {\"equation\":\"ij,jk->k\"} (a, b)
+  output y
+}",
+        )
+        .unwrap();
+        let (id, _) = g.nodes().next().unwrap();
+        let Support::Unsupported(why) = super::super::support(&g, id) else {
+            panic!("supported")
+        };
+        assert!(why.contains("sums dim i"), "{why}");
+    }
+}

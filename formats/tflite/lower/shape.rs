@@ -1913,3 +1913,481 @@ fn lower_scatter(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{IoLayout, LowerOptions, lower_node};
+    use super::*;
+    use crate::formats::tflite::model::TflModel;
+    use crate::ir::text::parse;
+
+    type Code = tfl::BuiltinOperator;
+
+    fn checked(text: &str) -> Graph {
+        let g = parse(text).unwrap();
+        for (id, node) in g.nodes() {
+            assert_eq!(
+                super::super::support(&g, id),
+                Support::Native,
+                "{}",
+                node.name
+            );
+        }
+        g
+    }
+
+    /// The whole graph lowered (inputs and outputs in source layout).
+    fn lowered(text: &str) -> TflModel {
+        super::super::lower(&checked(text), &LowerOptions::default()).unwrap()
+    }
+
+    /// The nodes lowered with the graph inputs stored in `layouts`; the
+    /// model and the layout each value ended up in, by name.
+    fn lowered_with(text: &str, layouts: &[Layout]) -> (TflModel, Vec<(String, Layout)>) {
+        let g = checked(text);
+        let mut lx = Lowerer::new(&g, LowerOptions::default());
+        for (&v, &l) in g.inputs.iter().zip(layouts) {
+            lx.define(v, l).unwrap();
+        }
+        for id in g.topo_order().unwrap() {
+            let node = g.node(id);
+            lx.current = Some((node.name.clone(), node.op.name().to_string()));
+            lower_node(&mut lx, node).unwrap();
+        }
+        let layouts = g
+            .values()
+            .map(|(v, value)| (value.name.clone(), lx.layout_of(v)))
+            .collect();
+        (lx.model, layouts)
+    }
+
+    fn codes(m: &TflModel) -> Vec<Code> {
+        m.operators.iter().map(|o| o.code).collect()
+    }
+
+    fn ints(m: &TflModel, t: Option<TensorId>) -> Vec<i32> {
+        let data = m.tensor(t.unwrap()).data.as_ref().unwrap();
+        data.chunks(4)
+            .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+
+    fn op(m: &TflModel, code: Code) -> &crate::formats::tflite::model::TflOperator {
+        m.operators.iter().find(|o| o.code == code).unwrap()
+    }
+
+    fn layout(layouts: &[(String, Layout)], name: &str) -> Layout {
+        layouts.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    fn refusal(text: &str) -> String {
+        let g = parse(text).unwrap();
+        let (id, _) = g.nodes().last().unwrap();
+        match super::super::support(&g, id) {
+            Support::Unsupported(why) => why,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flatten_of_a_channels_last_pooled_value_is_one_reshape() {
+        let (m, _) = lowered_with(
+            "graph g {
+  input x: f32[1,16,1,1]
+  node f: y: f32[1,16] = Flatten {\"axis\":1} (x)
+  output y
+}",
+            &[Layout::ChannelsLast],
+        );
+        assert_eq!(codes(&m), [Code::RESHAPE]);
+        let reshape = &m.operators[0];
+        assert_eq!(m.tensor(reshape.outputs[0]).shape, [1, 16]);
+        assert_eq!(ints(&m, reshape.inputs[1]), [1, 16]);
+    }
+
+    #[test]
+    fn nhwc_to_nchw_transpose_of_a_source_input_is_free_and_channels_last() {
+        let (m, layouts) = lowered_with(
+            "graph g {
+  input x: f32[1,8,6,3]
+  node t: y: f32[1,3,8,6] = Transpose {\"perm\":[0,3,1,2]} (x)
+  node back: z: f32[1,8,6,3] = Transpose {\"perm\":[0,2,3,1]} (y)
+  output z
+}",
+            &[Layout::Source],
+        );
+        assert!(m.operators.is_empty(), "{:?}", codes(&m));
+        assert_eq!(layout(&layouts, "y"), Layout::ChannelsLast);
+        assert_eq!(layout(&layouts, "z"), Layout::Source);
+    }
+
+    #[test]
+    fn a_transpose_composes_with_the_stored_layout_into_one_op() {
+        // x is stored NHWC [1,4,5,3]; the output wants source [1,5,3,4].
+        let (m, layouts) = lowered_with(
+            "graph g {
+  input x: f32[1,3,4,5]
+  node t: y: f32[1,5,3,4] = Transpose {\"perm\":[0,3,1,2]} (x)
+  output y
+}",
+            &[Layout::ChannelsLast],
+        );
+        assert_eq!(codes(&m), [Code::TRANSPOSE]);
+        let t = &m.operators[0];
+        let out = m.tensor(t.outputs[0]).shape.clone();
+        let lo = layout(&layouts, "y");
+        let expected: Vec<i32> = lo.perm(4).iter().map(|&a| [1, 5, 3, 4][a]).collect();
+        assert_eq!(out, expected);
+        // Stored input [1,4,5,3] permuted by the op's perm gives the output.
+        let perm = ints(&m, t.inputs[1]);
+        let stored_in = [1, 4, 5, 3];
+        let got: Vec<i32> = perm.iter().map(|&p| stored_in[p as usize]).collect();
+        assert_eq!(got, out);
+    }
+
+    #[test]
+    fn a_reshape_that_mixes_channels_reads_the_source_order() {
+        let (m, _) = lowered_with(
+            "graph g {
+  input x: f32[2,4,3,3]
+  weight s: i64[2] = [2,-1]
+  node r: y: f32[2,36] = Reshape {\"allowzero\":false} (x, s)
+  output y
+}",
+            &[Layout::ChannelsLast],
+        );
+        assert_eq!(codes(&m), [Code::TRANSPOSE, Code::RESHAPE]);
+        assert_eq!(ints(&m, m.operators[0].inputs[1]), [0, 3, 1, 2]);
+        assert_eq!(ints(&m, m.operators[1].inputs[1]), [2, 36]);
+    }
+
+    #[test]
+    fn unsqueeze_of_a_channels_last_value_stays_channels_last() {
+        let (m, layouts) = lowered_with(
+            "graph g {
+  input x: f32[1,4,3,5]
+  weight a: i64[1] = [4]
+  node u: y: f32[1,4,3,5,1] = Unsqueeze (x, a)
+  output y
+}",
+            &[Layout::ChannelsLast],
+        );
+        assert_eq!(codes(&m), [Code::RESHAPE]);
+        assert_eq!(layout(&layouts, "y"), Layout::ChannelsLast);
+        assert_eq!(m.tensor(m.operators[0].outputs[0]).shape, [1, 3, 5, 1, 4]);
+    }
+
+    #[test]
+    fn slice_with_unit_steps_is_a_slice_on_the_stored_axes() {
+        let (m, layouts) = lowered_with(
+            "graph g {
+  input x: f32[1,8,6,6]
+  weight st: i64[2] = [2,-4]
+  weight en: i64[2] = [6,9223372036854775807]
+  weight ax: i64[2] = [1,3]
+  node s: y: f32[1,4,6,4] = Slice (x, st, en, ax)
+  output y
+}",
+            &[Layout::ChannelsLast],
+        );
+        assert_eq!(codes(&m), [Code::SLICE]);
+        assert_eq!(layout(&layouts, "y"), Layout::ChannelsLast);
+        let s = &m.operators[0];
+        assert_eq!(ints(&m, s.inputs[1]), [0, 0, 2, 2]);
+        assert_eq!(ints(&m, s.inputs[2]), [1, 6, 4, 4]);
+    }
+
+    #[test]
+    fn a_negative_step_to_the_front_uses_the_end_mask() {
+        let m = lowered(
+            "graph g {
+  input x: f32[5,4]
+  weight st: i64[2] = [-1,100]
+  weight en: i64[2] = [-9223372036854775807,0]
+  weight ax: i64[2] = [0,1]
+  weight sp: i64[2] = [-2,-1]
+  node s: y: f32[3,3] = Slice (x, st, en, ax, sp)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::STRIDED_SLICE]);
+        let s = &m.operators[0];
+        assert_eq!(ints(&m, s.inputs[1]), [4, 3]);
+        assert_eq!(ints(&m, s.inputs[2])[1], 0);
+        assert_eq!(ints(&m, s.inputs[3]), [-2, -1]);
+        let tfl::BuiltinOptionsT::StridedSliceOptions(o) = &s.options else {
+            panic!("options")
+        };
+        // Axis 0 runs 4, 2, 0: through index 0; axis 1 stops before 0.
+        assert_eq!(o.end_mask, 1);
+    }
+
+    #[test]
+    fn concat_of_channels_last_values_concatenates_the_stored_axis() {
+        let (m, layouts) = lowered_with(
+            "graph g {
+  input a: f32[1,2,3,3]
+  input b: f32[1,5,3,3]
+  node c: y: f32[1,7,3,3] = Concat {\"axis\":1} (a, b)
+  output y
+}",
+            &[Layout::ChannelsLast, Layout::ChannelsLast],
+        );
+        assert_eq!(codes(&m), [Code::CONCATENATION]);
+        let tfl::BuiltinOptionsT::ConcatenationOptions(o) = &m.operators[0].options else {
+            panic!("options")
+        };
+        assert_eq!(o.axis, 3);
+        assert_eq!(layout(&layouts, "y"), Layout::ChannelsLast);
+    }
+
+    #[test]
+    fn splits_pick_split_split_v_or_slices_by_sizes_and_type() {
+        let m = lowered(
+            "graph g {
+  input x: f32[6,2]
+  node s: a: f32[2,2], b: f32[2,2], c: f32[2,2] = Split {\"axis\":0,\"num_outputs\":3} (x)
+  output a, b, c
+}",
+        );
+        assert_eq!(codes(&m), [Code::SPLIT]);
+        let m = lowered(
+            "graph g {
+  input x: f32[6,2]
+  weight sz: i64[2] = [4,2]
+  node s: a: f32[4,2], b: f32[2,2] = Split {\"axis\":0,\"num_outputs\":null} (x, sz)
+  output a, b
+}",
+        );
+        assert_eq!(codes(&m), [Code::SPLIT_V]);
+        assert_eq!(ints(&m, op(&m, Code::SPLIT_V).inputs[1]), [4, 2]);
+        let m = lowered(
+            "graph g {
+  input x: bool[6,2]
+  node s: a: bool[5,2], b: bool[1,2] = Split {\"axis\":0,\"num_outputs\":2} (x)
+  output a, b
+}",
+        );
+        assert_eq!(codes(&m), [Code::SLICE, Code::SLICE]);
+    }
+
+    #[test]
+    fn gather_indices_are_wrapped_constants_or_floor_mod() {
+        let m = lowered(
+            "graph g {
+  input x: f32[5,3]
+  weight i: i64[3] = [-1,0,2]
+  node ga: y: f32[3,3] = Gather {\"axis\":0} (x, i)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::GATHER]);
+        assert_eq!(ints(&m, m.operators[0].inputs[1]), [4, 0, 2]);
+        let m = lowered(
+            "graph g {
+  input x: f32[5,3]
+  input i: i64[2,2]
+  node ga: y: f32[5,2,2] = Gather {\"axis\":1} (x, i)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::FLOOR_MOD, Code::GATHER]);
+        let tfl::BuiltinOptionsT::GatherOptions(o) = &op(&m, Code::GATHER).options else {
+            panic!("options")
+        };
+        assert_eq!(o.axis, 1);
+    }
+
+    #[test]
+    fn gather_nd_batch_dims_become_leading_coordinates() {
+        let m = lowered(
+            "graph g {
+  input x: f32[2,3,4]
+  weight i: i64[2,1,1] = [2,-1]
+  node ga: y: f32[2,1,4] = GatherNd {\"batch_dims\":1} (x, i)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::CONCATENATION, Code::GATHER_ND]);
+        let concat = op(&m, Code::CONCATENATION);
+        assert_eq!(ints(&m, concat.inputs[0]), [0, 1]);
+        assert_eq!(ints(&m, concat.inputs[1]), [2, 2]);
+    }
+
+    #[test]
+    fn expand_is_broadcast_to_version_2() {
+        let m = lowered(
+            "graph g {
+  input x: f32[3,1]
+  weight s: i64[3] = [2,1,4]
+  node e: y: f32[2,3,4] = Expand (x, s)
+  output y
+}",
+        );
+        let b = op(&m, Code::BROADCAST_TO);
+        assert_eq!(b.version, 2);
+        assert_eq!(ints(&m, b.inputs[1]), [2, 3, 4]);
+    }
+
+    #[test]
+    fn shape_and_size_of_static_values_are_constants() {
+        let m = lowered(
+            "graph g {
+  input x: f32[2,3,4]
+  node s: y: i64[2] = Shape {\"start\":1,\"end\":null} (x)
+  node n: z: i64[] = Size (x)
+  output y, z
+}",
+        );
+        // Only the copies a constant graph output needs.
+        assert!(codes(&m).iter().all(|&c| c == Code::RESHAPE));
+        let y = m.operators[0].inputs[0].unwrap();
+        let data = m.tensor(y).data.as_ref().unwrap();
+        assert_eq!(data.as_ref(), [3i64, 4].map(i64::to_le_bytes).concat());
+    }
+
+    #[test]
+    fn topk_off_the_last_axis_moves_it_last_and_smallest_negates() {
+        let m = lowered(
+            "graph g {
+  input x: f32[4,6]
+  weight k: i64[1] = [2]
+  node t: v: f32[2,6], i: i64[2,6] = TopK {\"axis\":0,\"largest\":false,\"sorted\":true} (x, k)
+  output v, i
+}",
+        );
+        assert_eq!(
+            codes(&m),
+            [
+                Code::TRANSPOSE,
+                Code::NEG,
+                Code::TOPK_V2,
+                Code::NEG,
+                Code::CAST,
+                Code::TRANSPOSE,
+                Code::TRANSPOSE
+            ]
+        );
+        let topk = op(&m, Code::TOPK_V2);
+        assert_eq!(m.tensor(topk.outputs[1]).dtype, tfl::TensorType::INT32);
+    }
+
+    #[test]
+    fn one_hot_depth_comes_from_the_output_and_negatives_wrap() {
+        let m = lowered(
+            "graph g {
+  input i: i64[3]
+  weight d: f32[] = [5]
+  weight v: f32[2] = [0,3]
+  node o: y: f32[3,5] = OneHot {\"axis\":-1} (i, d, v)
+  output y
+}",
+        );
+        assert_eq!(
+            codes(&m),
+            [Code::LESS, Code::ADD, Code::SELECT_V2, Code::ONE_HOT]
+        );
+        let oh = op(&m, Code::ONE_HOT);
+        assert_eq!(ints(&m, oh.inputs[1]), [5]);
+    }
+
+    #[test]
+    fn scatter_nd_into_data_masks_with_a_second_scatter() {
+        let m = lowered(
+            "graph g {
+  input x: f32[4,3]
+  input u: f32[2,3]
+  weight i: i64[2,1] = [3,-4]
+  node s: y: f32[4,3] = ScatterNd {\"reduction\":\"None\"} (x, i, u)
+  output y
+}",
+        );
+        assert_eq!(
+            codes(&m),
+            [Code::SCATTER_ND, Code::SCATTER_ND, Code::SELECT_V2]
+        );
+        assert_eq!(ints(&m, m.operators[0].inputs[0]), [3, 0]);
+    }
+
+    #[test]
+    fn refusals_name_the_reason() {
+        assert!(
+            refusal(
+                "graph g {
+  input x: f32[4]
+  node n: y: i64[1,2] = NonZero (x)
+  output y
+}"
+            )
+            .contains("depends on the data")
+        );
+        assert!(
+            refusal(
+                "graph g {
+  input x: f32[4]
+  input st: i64[1]
+  weight en: i64[1] = [3]
+  node s: y: f32[2] = Slice (x, st, en)
+  output y
+}"
+            )
+            .contains("must be constant")
+        );
+        assert!(
+            refusal(
+                "graph g {
+  input x: f32[4]
+  weight st: i64[1] = [2]
+  weight en: i64[1] = [2]
+  node s: y: f32[0] = Slice (x, st, en)
+  output y
+}"
+            )
+            .contains("no elements")
+        );
+        assert!(
+            refusal(
+                "graph g {
+  input x: f32[4,3]
+  input u: f32[1,3]
+  weight i: i64[1,1] = [0]
+  node s: y: f32[4,3] = ScatterNd {\"reduction\":\"Mul\"} (x, i, u)
+  output y
+}"
+            )
+            .contains("only sums")
+        );
+        assert!(
+            refusal(
+                "graph g {
+  input x: u64[4]
+  weight k: i64[1] = [2]
+  node t: v: u64[2], i: i64[2] = TopK {\"axis\":0,\"largest\":true,\"sorted\":true} (x, k)
+  output v, i
+}"
+            )
+            .contains("TopK takes")
+        );
+    }
+
+    #[test]
+    fn io_layout_channels_last_reshape_of_nhwc_input_needs_no_transpose() {
+        let g = checked(
+            "graph g {
+  input x: f32[1,8,1,1]
+  weight s: i64[2] = [1,8]
+  node r: y: f32[1,8] = Reshape {\"allowzero\":false} (x, s)
+  output y
+}",
+        );
+        let m = super::super::lower(
+            &g,
+            &LowerOptions {
+                io_layout: IoLayout::ChannelsLast,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(codes(&m), [Code::RESHAPE]);
+    }
+}
