@@ -182,7 +182,11 @@ fn check(g: &Graph, node: &Node) -> std::result::Result<(), String> {
         }
         Op::Slice => {
             dtypes(g, &[x()?], ANY, node)?;
-            slice_plan(g, node).map(|_| ())
+            if bounds_computed(g, node) {
+                computed_slice_plan(g, node).map(|_| ())
+            } else {
+                slice_plan(g, node).map(|_| ())
+            }
         }
         Op::Gather(a) => {
             let (data, idx) = (x()?, input(node, 1)?);
@@ -752,7 +756,207 @@ fn slice_plan(g: &Graph, node: &Node) -> std::result::Result<Vec<AxisSlice>, Str
     Ok(plan)
 }
 
+/// Slice starts or ends computed at run time.
+fn bounds_computed(g: &Graph, node: &Node) -> bool {
+    [1, 2]
+        .iter()
+        .any(|&i| node.input(i).is_some_and(|v| g.weight_of(v).is_none()))
+}
+
+/// A Slice with computed starts or ends: constant axes and steps, per entry
+/// `(source axis, step)`.
+fn computed_slice_plan(g: &Graph, node: &Node) -> std::result::Result<Vec<(usize, i64)>, String> {
+    let x = input(node, 0)?;
+    let shape = fixed(g, x)?;
+    let rank = shape.len();
+    let (starts, ends) = (input(node, 1)?, input(node, 2)?);
+    dtypes(g, &[starts, ends], &[DType::I32, DType::I64], node)?;
+    let n = fixed(g, starts)?.iter().product::<usize>();
+    if fixed(g, ends)?.iter().product::<usize>() != n {
+        return Err("Slice starts and ends differ in length".into());
+    }
+    let constant = |i: usize, what: &str| -> std::result::Result<Option<Vec<i64>>, String> {
+        match node.input(i) {
+            None => Ok(None),
+            Some(v) => const_ints(g, v)?
+                .map(Some)
+                .ok_or_else(|| format!("Slice {what} must be constant for the TFLite target")),
+        }
+    };
+    let axes = constant(3, "axes")?.unwrap_or_else(|| (0..n as i64).collect());
+    let steps = constant(4, "steps")?.unwrap_or_else(|| vec![1; n]);
+    if axes.len() != n || steps.len() != n {
+        return Err("Slice starts, ends, axes and steps differ in length".into());
+    }
+    let mut entries = Vec::new();
+    for (&a, &step) in axes.iter().zip(&steps) {
+        let axis = normalize_axis(a, rank)?;
+        if entries.iter().any(|&(b, _)| b == axis) {
+            return Err(format!("Slice axis {axis} is repeated"));
+        }
+        if step == 0 || step.unsigned_abs() > i32::MAX as u64 {
+            return Err(format!("Slice step {step}"));
+        }
+        entries.push((axis, step));
+    }
+    let out = fixed(g, node.outputs[0])?;
+    for (axis, (&d, &o)) in shape.iter().zip(&out).enumerate() {
+        if !entries.iter().any(|&(a, _)| a == axis) && d != o {
+            return Err(format!("Slice output dim {axis} differs from the input's"));
+        }
+    }
+    Ok(entries)
+}
+
+/// STRIDED_SLICE with computed bounds. Clamping starts to `[-d, d]` and
+/// ends to `[-d-1, d]` first keeps ONNX's meaning under TFLite's own
+/// clamping (which differs only outside those ranges) and lets int64 bounds
+/// narrow to int32.
+fn lower_computed_slice(lx: &mut Lowerer, node: &Node) -> Result<()> {
+    let entries = computed_slice_plan(lx.g, node).map_err(|why| lx.error(why))?;
+    let x = lx.input(node, 0)?;
+    let out = node.outputs[0];
+    let shape = lx.shape(x)?;
+    let rank = shape.len();
+    let layout = lx.common_layout(&[x], rank).effective(rank);
+    let perm = layout.perm(rank);
+    let name = lx.g.value(out).name.clone();
+    let src = lx.operand(x, layout)?;
+    // Stored axis i takes entry `entry[i]`; `entries.len()` is a padding 0.
+    let n = entries.len();
+    let entry: Vec<i32> = perm
+        .iter()
+        .map(|&a| entries.iter().position(|&(b, _)| b == a).unwrap_or(n) as i32)
+        .collect();
+    let unlisted: i32 = entry
+        .iter()
+        .enumerate()
+        .filter(|&(_, &e)| e as usize == n)
+        .map(|(i, _)| 1 << i)
+        .sum();
+    let mut bounds = Vec::new();
+    for (i, what, extra) in [(1, "begin", 0i64), (2, "end", 1)] {
+        let v = lx.input(node, i)?;
+        let dims: Vec<i64> = entries.iter().map(|&(a, _)| shape[a] as i64).collect();
+        let lo: Vec<i64> = dims.iter().map(|&d| -d - extra).collect();
+        let t = match const_ints(lx.g, v).map_err(|e| lx.error(e))? {
+            Some(values) => {
+                let mut clamped: Vec<i32> = values
+                    .iter()
+                    .zip(lo.iter().zip(&dims))
+                    .map(|(&v, (&l, &d))| v.clamp(l, d) as i32)
+                    .collect();
+                clamped.push(0);
+                let full: Vec<i32> = entry.iter().map(|&e| clamped[e as usize]).collect();
+                lx.const_i32(&format!("{name}_{what}"), &full)
+            }
+            None => {
+                let dtype = lx.dtype(v)?;
+                let t = lx.operand(v, Layout::Source)?;
+                let t = reshape_if_needed(lx, t, &[n], &format!("{name}_{what}_flat"));
+                let tt = lx.model.tensor(t).dtype;
+                let lo_t = const_int(lx, &format!("{name}_{what}_lo"), dtype, &[n], lo)?;
+                let hi_t = const_int(lx, &format!("{name}_{what}_hi"), dtype, &[n], dims)?;
+                let above = lx.temp(&format!("{name}_{what}_above"), tt, vec![n as i32]);
+                lx.op(
+                    tfl::BuiltinOperator::MAXIMUM,
+                    vec![Some(t), Some(lo_t)],
+                    vec![above],
+                    tfl::BuiltinOptionsT::MaximumMinimumOptions(Box::default()),
+                );
+                let clamped = lx.temp(&format!("{name}_{what}_clamped"), tt, vec![n as i32]);
+                lx.op(
+                    tfl::BuiltinOperator::MINIMUM,
+                    vec![Some(above), Some(hi_t)],
+                    vec![clamped],
+                    tfl::BuiltinOptionsT::MaximumMinimumOptions(Box::default()),
+                );
+                let mut narrow = clamped;
+                if tt != tfl::TensorType::INT32 {
+                    narrow = lx.temp(
+                        &format!("{name}_{what}_i32"),
+                        tfl::TensorType::INT32,
+                        vec![n as i32],
+                    );
+                    lx.op(
+                        tfl::BuiltinOperator::CAST,
+                        vec![Some(clamped)],
+                        vec![narrow],
+                        tfl::BuiltinOptionsT::CastOptions(Box::new(tfl::CastOptionsT {
+                            in_data_type: tt,
+                            out_data_type: tfl::TensorType::INT32,
+                        })),
+                    );
+                }
+                let pad = lx.const_i32(&format!("{name}_{what}_pad"), &[0]);
+                let padded = lx.temp(
+                    &format!("{name}_{what}_padded"),
+                    tfl::TensorType::INT32,
+                    vec![n as i32 + 1],
+                );
+                lx.op(
+                    tfl::BuiltinOperator::CONCATENATION,
+                    vec![Some(narrow), Some(pad)],
+                    vec![padded],
+                    tfl::BuiltinOptionsT::ConcatenationOptions(Box::new(
+                        tfl::ConcatenationOptionsT {
+                            axis: 0,
+                            fused_activation_function: tfl::ActivationFunctionType::NONE,
+                        },
+                    )),
+                );
+                let order = lx.const_i32(&format!("{name}_{what}_order"), &entry);
+                let full = lx.temp(
+                    &format!("{name}_{what}_full"),
+                    tfl::TensorType::INT32,
+                    vec![rank as i32],
+                );
+                lx.op(
+                    tfl::BuiltinOperator::GATHER,
+                    vec![Some(padded), Some(order)],
+                    vec![full],
+                    tfl::BuiltinOptionsT::GatherOptions(Box::new(tfl::GatherOptionsT {
+                        axis: 0,
+                        batch_dims: 0,
+                    })),
+                );
+                full
+            }
+        };
+        bounds.push(t);
+    }
+    let strides: Vec<i32> = entry
+        .iter()
+        .map(|&e| entries.get(e as usize).map_or(1, |&(_, s)| s as i32))
+        .collect();
+    let strides = lx.const_i32(&format!("{name}_strides"), &strides);
+    let t = lx.define(out, layout)?;
+    lx.op(
+        tfl::BuiltinOperator::STRIDED_SLICE,
+        vec![Some(src), Some(bounds[0]), Some(bounds[1]), Some(strides)],
+        vec![t],
+        tfl::BuiltinOptionsT::StridedSliceOptions(Box::new(tfl::StridedSliceOptionsT {
+            begin_mask: unlisted,
+            end_mask: unlisted,
+            ..Default::default()
+        })),
+    );
+    Ok(())
+}
+
+/// `t` reshaped to `shape` unless it already has it.
+fn reshape_if_needed(lx: &mut Lowerer, t: TensorId, shape: &[usize], name: &str) -> TensorId {
+    if lx.model.tensor(t).shape == dims_i32(shape) {
+        t
+    } else {
+        reshape_tensor(lx, t, shape, name)
+    }
+}
+
 fn lower_slice(lx: &mut Lowerer, node: &Node) -> Result<()> {
+    if bounds_computed(lx.g, node) {
+        return lower_computed_slice(lx, node);
+    }
     let plan = slice_plan(lx.g, node).map_err(|why| lx.error(why))?;
     let x = lx.input(node, 0)?;
     let out = node.outputs[0];
@@ -2123,6 +2327,39 @@ mod tests {
     }
 
     #[test]
+    fn computed_slice_bounds_are_clamped_narrowed_and_placed_per_stored_axis() {
+        let m = lowered(
+            "graph g {
+  input x: f32[2,6,5]
+  input st: i64[1]
+  weight en: i64[1] = [9223372036854775807]
+  weight ax: i64[1] = [1]
+  node s: y: f32[2,3,5] = Slice (x, st, en, ax)
+  output y
+}",
+        );
+        assert_eq!(
+            codes(&m),
+            [
+                Code::MAXIMUM,
+                Code::MINIMUM,
+                Code::CAST,
+                Code::CONCATENATION,
+                Code::GATHER,
+                Code::STRIDED_SLICE
+            ]
+        );
+        let s = op(&m, Code::STRIDED_SLICE);
+        // The constant end, clamped to the dim; axes 0 and 2 are masked.
+        assert_eq!(ints(&m, s.inputs[2]), [0, 6, 0]);
+        let tfl::BuiltinOptionsT::StridedSliceOptions(o) = &s.options else {
+            panic!("options")
+        };
+        assert_eq!((o.begin_mask, o.end_mask), (0b101, 0b101));
+        assert_eq!(ints(&m, op(&m, Code::GATHER).inputs[1]), [1, 0, 1]);
+    }
+
+    #[test]
     fn concat_of_channels_last_values_concatenates_the_stored_axis() {
         let (m, layouts) = lowered_with(
             "graph g {
@@ -2325,9 +2562,10 @@ mod tests {
             refusal(
                 "graph g {
   input x: f32[4]
-  input st: i64[1]
+  input ax: i64[1]
+  weight st: i64[1] = [1]
   weight en: i64[1] = [3]
-  node s: y: f32[2] = Slice (x, st, en)
+  node s: y: f32[2] = Slice (x, st, en, ax)
   output y
 }"
             )
