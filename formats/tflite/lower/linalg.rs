@@ -204,6 +204,11 @@ fn linear_plan(g: &Graph, node: &Node) -> std::result::Result<LinearPlan, String
     {
         return Err(format!("Linear bias does not have {n} elements"));
     }
+    let mut out = x.clone();
+    *out.last_mut().expect("x ends in k") = n;
+    if fixed(g, node.outputs[0])? != out {
+        return Err(format!("Linear output is not {out:?}"));
+    }
     let constant = g.weight_of(input(node, 1)?).is_some();
     if !constant && !(1..=BMM_MAX_RANK).contains(&x.len()) {
         return Err(format!(
@@ -434,6 +439,9 @@ fn gemm_check(g: &Graph, node: &Node, a: &GemmAttrs) -> std::result::Result<(), 
     };
     if k != k2 {
         return Err(format!("Gemm inner dims {k} and {k2} differ"));
+    }
+    if fixed(g, node.outputs[0])? != [m, n] {
+        return Err(format!("Gemm output is not [{m}, {n}]"));
     }
     if let Some(c) = node.input(2) {
         let sc = fixed(g, c)?;

@@ -177,7 +177,28 @@ fn check(g: &Graph, node: &Node) -> std::result::Result<(), String> {
         }
         Op::Split(a) => {
             let x = x()?;
-            normalize_axis(a.axis, fixed(g, x)?.len())?;
+            let shape = fixed(g, x)?;
+            let axis = normalize_axis(a.axis, shape.len())?;
+            let mut total = 0;
+            for &o in &node.outputs {
+                let part = fixed(g, o)?;
+                if part.len() != shape.len()
+                    || part
+                        .iter()
+                        .zip(&shape)
+                        .enumerate()
+                        .any(|(i, (p, d))| i != axis && p != d)
+                {
+                    return Err(format!("Split part {part:?} does not fit {shape:?}"));
+                }
+                total += part[axis];
+            }
+            if total != shape[axis] {
+                return Err(format!(
+                    "Split parts add up to {total}, not {}",
+                    shape[axis]
+                ));
+            }
             dtypes(g, &[x], ANY, node)
         }
         Op::Slice => {
@@ -1565,7 +1586,11 @@ fn topk_plan(g: &Graph, node: &Node, a: &TopKAttrs) -> std::result::Result<TopKP
     }
     dtypes(g, &node.outputs[1..2], &[DType::I64, DType::I32], node)?;
     // The static output shape fixes k (ONNX's k input must equal it).
-    let k = fixed(g, node.outputs[0])?[axis];
+    let out = fixed(g, node.outputs[0])?;
+    if out.len() != rank || fixed(g, node.outputs[1])? != out {
+        return Err("TopK outputs do not have the input's rank".into());
+    }
+    let k = out[axis];
     if let Some(given) = const_ints(g, input(node, 1)?)?
         && given != [k as i64]
     {
