@@ -480,9 +480,6 @@ fn conv_plan(g: &Graph, node: &Node, a: &ConvAttrs) -> std::result::Result<ConvP
     if ws.len() != xs.len() {
         return Err(format!("weights {ws:?} do not match input {xs:?}"));
     }
-    if g.weight_of(w).is_none() {
-        return Err("the weights are computed; TFLite's CONV_2D needs constant weights".into());
-    }
     let (c, o, group) = (xs[1], ws[0], a.group);
     if group == 0 || c % group != 0 || o % group != 0 || ws[1] * group != c {
         return Err(format!(
@@ -524,6 +521,38 @@ fn conv_plan(g: &Graph, node: &Node, a: &ConvAttrs) -> std::result::Result<ConvP
     })
 }
 
+/// The TFLite filter of a Conv: OHWI for CONV_2D, `[1, kh, kw, O]` for
+/// DEPTHWISE_CONV_2D. Constant weights are reordered here; computed ones
+/// by a TRANSPOSE (XNNPACK then leaves the op to the builtin kernel).
+fn conv_filter(lx: &mut Lowerer, w: ValueId, kind: ConvKind) -> Result<TensorId> {
+    let ws = lx.shape(w)?;
+    // [O, I, k] -> [O, I, 1, k]
+    let w4 = if ws.len() == 3 {
+        vec![ws[0], ws[1], 1, ws[2]]
+    } else {
+        ws.clone()
+    };
+    let perm: &[usize] = match kind {
+        ConvKind::Regular { .. } => &[0, 2, 3, 1],
+        ConvKind::Depthwise { .. } => &[1, 2, 3, 0],
+    };
+    let name = lx.g.value(w).name.clone();
+    if let Some(weights) = lx.constant(w)? {
+        let weights = super::reshape(&weights, &w4).map_err(|e| lx.error(e))?;
+        let filter = permute(&weights, perm).map_err(|e| lx.error(e))?;
+        return lx.const_tensor(&name, &filter);
+    }
+    // Channels-last is [O, kh, kw, I] ([O, k, I] for 1-D).
+    let mut t = lx.operand(w, Layout::ChannelsLast)?;
+    if ws.len() == 3 {
+        t = reshape(lx, t, &[ws[0], 1, ws[2], ws[1]], &format!("{name}_4d"));
+    }
+    match kind {
+        ConvKind::Regular { .. } => Ok(t),
+        ConvKind::Depthwise { .. } => lx.transpose(t, &[3, 1, 2, 0], &format!("{name}_filter")),
+    }
+}
+
 fn lower_conv(lx: &mut Lowerer, node: &Node, a: &ConvAttrs) -> Result<()> {
     let plan = conv_plan(lx.g, node, a).map_err(|e| lx.error(e))?;
     let (x, w, y) = (lx.input(node, 0)?, lx.input(node, 1)?, node.outputs[0]);
@@ -532,22 +561,7 @@ fn lower_conv(lx: &mut Lowerer, node: &Node, a: &ConvAttrs) -> Result<()> {
         let name = format!("{}_padded", lx.g.value(x).name);
         xt = pad_hw(lx, xt, p, None, &name);
     }
-    let weights = lx
-        .constant(w)?
-        .ok_or_else(|| lx.error("the weights must be constant"))?;
-    let ws = weights.shape().to_vec();
-    // [O, I, k] -> [O, I, 1, k]
-    let w4 = if ws.len() == 3 {
-        super::reshape(&weights, &[ws[0], ws[1], 1, ws[2]]).map_err(|e| lx.error(e))?
-    } else {
-        weights
-    };
-    let perm: &[usize] = match plan.kind {
-        ConvKind::Regular { .. } => &[0, 2, 3, 1],
-        ConvKind::Depthwise { .. } => &[1, 2, 3, 0],
-    };
-    let filter = permute(&w4, perm).map_err(|e| lx.error(e))?;
-    let filter = lx.const_tensor(&lx.g.value(w).name.clone(), &filter)?;
+    let filter = conv_filter(lx, w, plan.kind)?;
     let bias = match node.input(2) {
         Some(b) => lx.operand(b, Layout::Source)?,
         None => {
@@ -700,11 +714,6 @@ fn transpose_plan(
     if ws.len() != xs.len() || ys.len() != xs.len() {
         return Err(format!("weights {ws:?} do not match input {xs:?}"));
     }
-    if g.weight_of(w).is_none() {
-        return Err(
-            "the weights are computed; TRANSPOSE_CONV needs them constant to reorder".into(),
-        );
-    }
     let (c, group) = (xs[1], a.group);
     if group == 0 || ws[0] != c || c % group != 0 {
         return Err(format!(
@@ -718,9 +727,6 @@ fn transpose_plan(
     if let Some(b) = node.input(2) {
         if shape_of(g, b)? != [o] {
             return Err(format!("bias shape must be [{o}]"));
-        }
-        if group > 1 && g.weight_of(b).is_none() {
-            return Err("a grouped ConvTranspose needs a constant bias (split per group)".into());
         }
     }
     let n = xs.len() - 2;
@@ -843,28 +849,173 @@ fn transpose_filter(
     f32_tensor(&[og, kh2, kw2, cg], data)
 }
 
+/// SPLIT of `t` into `parts` equal pieces along `axis`.
+fn split(lx: &mut Lowerer, t: TensorId, axis: usize, parts: usize, name: &str) -> Vec<TensorId> {
+    let mut shape = shape_usize(lx, t);
+    shape[axis] /= parts;
+    let dtype = lx.model.tensor(t).dtype;
+    let outs: Vec<TensorId> = (0..parts)
+        .map(|i| lx.temp(&format!("{name}_g{i}"), dtype, dims_i32(&shape)))
+        .collect();
+    let axis = lx.const_i32(&format!("{name}_split_axis"), &[axis as i32]);
+    lx.op(
+        tfl::BuiltinOperator::SPLIT,
+        vec![Some(axis), Some(t)],
+        outs.clone(),
+        tfl::BuiltinOptionsT::SplitOptions(Box::new(tfl::SplitOptionsT {
+            num_splits: parts as i32,
+        })),
+    );
+    outs
+}
+
+/// SLICE of `t` from `begin`, `size` long, into `out`.
+fn slice_into(lx: &mut Lowerer, t: TensorId, begin: &[usize], out: TensorId) {
+    let name = lx.model.tensor(out).name.clone();
+    let size = lx.model.tensor(out).shape.clone();
+    let begin = lx.const_i32(&format!("{name}_begin"), &dims_i32(begin));
+    let size = lx.const_i32(&format!("{name}_size"), &size);
+    lx.op(
+        tfl::BuiltinOperator::SLICE,
+        vec![Some(t), Some(begin), Some(size)],
+        vec![out],
+        tfl::BuiltinOptionsT::SliceOptions(Box::default()),
+    );
+}
+
+/// The TFLite filters of a ConvTranspose, one per group.
+fn transpose_filters(lx: &mut Lowerer, w: ValueId, plan: &TransposePlan) -> Result<Vec<TensorId>> {
+    let name = lx.g.value(w).name.clone();
+    let group_name = |g: usize| {
+        if plan.groups == 1 {
+            name.clone()
+        } else {
+            format!("{name}_g{g}")
+        }
+    };
+    if let Some(weights) = lx.constant(w)? {
+        let weights = weights.to_f32();
+        return (0..plan.groups)
+            .map(|g| {
+                let filter = transpose_filter(&weights, plan, g)?;
+                lx.const_tensor(&group_name(g), &filter)
+            })
+            .collect();
+    }
+    // Computed weights get the same reordering, zero taps and extension as ops.
+    let ws = lx.shape(w)?;
+    // Channels-last: [C, kh, kw, O/g] ([C, k, O/g] for 1-D).
+    let mut t = lx.operand(w, Layout::ChannelsLast)?;
+    if ws.len() == 3 {
+        t = reshape(lx, t, &[ws[0], 1, ws[2], ws[1]], &format!("{name}_4d"));
+    }
+    let parts = if plan.groups == 1 {
+        vec![t]
+    } else {
+        split(lx, t, 0, plan.groups, &name)
+    };
+    let mut filters = Vec::with_capacity(parts.len());
+    for (g, part) in parts.into_iter().enumerate() {
+        let hint = format!("{}_filter", group_name(g));
+        let f = lx.transpose(part, &[3, 1, 2, 0], &hint)?;
+        filters.push(dilate_filter(lx, f, plan, &hint));
+    }
+    Ok(filters)
+}
+
+/// A computed `[O, kh, kw, I]` filter with `dilation - 1` zero taps between
+/// its taps and zero taps appended up to the kernel the plan gives TFLite.
+fn dilate_filter(lx: &mut Lowerer, f: TensorId, plan: &TransposePlan, name: &str) -> TensorId {
+    let [o, kh, kw, c] = shape_usize(lx, f)[..] else {
+        unreachable!("filters are 4-D")
+    };
+    let [(kh2, _), (kw2, _)] = plan.tfl_axes();
+    let [dh, dw] = [plan.axes[0].dilation, plan.axes[1].dilation];
+    let (mut cur, mut a, mut b) = (f, kh, kw);
+    if dh > 1 {
+        // [O, kh, 1, kw*I] padded to [O, kh, dh, kw*I] is [O, kh*dh, kw, I].
+        cur = reshape(lx, cur, &[o, kh, 1, kw * c], &format!("{name}_rows"));
+        cur = pad_hw(
+            lx,
+            cur,
+            &[(0, 0), (0, dh - 1)],
+            None,
+            &format!("{name}_rows_padded"),
+        );
+        a = kh * dh;
+        cur = reshape(lx, cur, &[o, a, kw, c], &format!("{name}_dilated_h"));
+    }
+    if dw > 1 {
+        cur = reshape(lx, cur, &[o * a, kw, 1, c], &format!("{name}_cols"));
+        cur = pad_hw(
+            lx,
+            cur,
+            &[(0, 0), (0, dw - 1)],
+            None,
+            &format!("{name}_cols_padded"),
+        );
+        b = kw * dw;
+        cur = reshape(lx, cur, &[o, a, b, c], &format!("{name}_dilated"));
+    }
+    if a > kh2 || b > kw2 {
+        (a, b) = (a.min(kh2), b.min(kw2));
+        let dtype = lx.model.tensor(cur).dtype;
+        let out = lx.temp(&format!("{name}_cut"), dtype, dims_i32(&[o, a, b, c]));
+        slice_into(lx, cur, &[0, 0, 0, 0], out);
+        cur = out;
+    }
+    if a < kh2 || b < kw2 {
+        cur = pad_hw(
+            lx,
+            cur,
+            &[(0, kh2 - a), (0, kw2 - b)],
+            None,
+            &format!("{name}_extended"),
+        );
+    }
+    cur
+}
+
+/// The bias of each group of a ConvTranspose (zeros when absent).
+fn transpose_biases(lx: &mut Lowerer, node: &Node, plan: &TransposePlan) -> Result<Vec<TensorId>> {
+    let og = plan.out_channels / plan.groups;
+    let Some(b) = node.input(2) else {
+        let zeros = f32_tensor(&[og], vec![0.0; og])?;
+        let name = format!("{}_bias", node.name);
+        let t = lx.const_tensor(&name, &zeros)?;
+        return Ok(vec![t; plan.groups]);
+    };
+    if plan.groups == 1 {
+        return Ok(vec![lx.operand(b, Layout::Source)?]);
+    }
+    let name = lx.g.value(b).name.clone();
+    match lx.constant(b)? {
+        Some(data) => {
+            let data: Vec<f32> = data.to_f32().iter().copied().collect();
+            (0..plan.groups)
+                .map(|g| {
+                    let part = f32_tensor(&[og], data[g * og..(g + 1) * og].to_vec())?;
+                    lx.const_tensor(&format!("{name}_g{g}"), &part)
+                })
+                .collect()
+        }
+        None => {
+            let t = lx.operand(b, Layout::Source)?;
+            Ok(split(lx, t, 0, plan.groups, &name))
+        }
+    }
+}
+
 fn lower_transpose(lx: &mut Lowerer, node: &Node, a: &ConvTransposeAttrs) -> Result<()> {
     let plan = transpose_plan(lx.g, node, a).map_err(|e| lx.error(e))?;
     let (x, w, y) = (lx.input(node, 0)?, lx.input(node, 1)?, node.outputs[0]);
     let xt = nhwc_input(lx, x)?;
     let n = lx.shape(x)?[0];
-    let weights = lx
-        .constant(w)?
-        .ok_or_else(|| lx.error("the weights must be constant"))?
-        .to_f32();
-    let bias = node.input(2);
-    // Constant (or absent) biases are split per group; a computed one is
-    // only accepted without groups.
-    let bias_data = match bias {
-        Some(b) => lx
-            .constant(b)?
-            .map(|t| t.to_f32().iter().copied().collect::<Vec<f32>>()),
-        None => Some(vec![0.0; plan.out_channels]),
-    };
+    let filters = transpose_filters(lx, w, &plan)?;
+    let biases = transpose_biases(lx, node, &plan)?;
     let (fused, after) = activation(a.activation);
     let [(_, th), (_, tw)] = plan.tfl_axes();
     let og = plan.out_channels / plan.groups;
-    let slice = plan.needs_slice();
     let out_shape = [
         n,
         plan.axes[0].output,
@@ -872,68 +1023,29 @@ fn lower_transpose(lx: &mut Lowerer, node: &Node, a: &ConvTransposeAttrs) -> Res
         plan.out_channels,
     ];
     let sink = Sink::new(lx, y, &out_shape, after)?;
-    let full_shape = [n, th, tw, plan.out_channels];
     let name = lx.g.value(y).name.clone();
+    let dtype = lx.model.tensor(sink.first).dtype;
     // The tensor the transposed convolution(s) write: the sink unless a SLICE follows.
+    let slice = plan.needs_slice();
     let conv_out = if slice {
-        let dtype = lx.model.tensor(sink.first).dtype;
-        lx.temp(&format!("{name}_full"), dtype, dims_i32(&full_shape))
+        let full = [n, th, tw, plan.out_channels];
+        lx.temp(&format!("{name}_full"), dtype, dims_i32(&full))
     } else {
         sink.first
     };
-    let inputs: Vec<TensorId> = if plan.groups == 1 {
+    let inputs = if plan.groups == 1 {
         vec![xt]
     } else {
-        let cg = plan.in_channels / plan.groups;
-        let in_shape = shape_usize(lx, xt);
-        let parts: Vec<TensorId> = (0..plan.groups)
-            .map(|i| {
-                let shape = [in_shape[0], in_shape[1], in_shape[2], cg];
-                let dtype = lx.model.tensor(xt).dtype;
-                lx.temp(&format!("{name}_in{i}"), dtype, dims_i32(&shape))
-            })
-            .collect();
-        let axis = lx.const_i32(&format!("{name}_split_axis"), &[3]);
-        lx.op(
-            tfl::BuiltinOperator::SPLIT,
-            vec![Some(axis), Some(xt)],
-            parts.clone(),
-            tfl::BuiltinOptionsT::SplitOptions(Box::new(tfl::SplitOptionsT {
-                num_splits: plan.groups as i32,
-            })),
-        );
-        parts
+        split(lx, xt, 3, plan.groups, &format!("{name}_in"))
     };
+    let shape = lx.const_i32(&format!("{name}_output_shape"), &dims_i32(&[n, th, tw, og]));
     let mut outputs = Vec::with_capacity(plan.groups);
-    for (gi, &input) in inputs.iter().enumerate() {
-        let filter = transpose_filter(&weights, &plan, gi)?;
-        let filter_name = if plan.groups == 1 {
-            lx.g.value(w).name.clone()
-        } else {
-            format!("{}_g{gi}", lx.g.value(w).name)
-        };
-        let filter = lx.const_tensor(&filter_name, &filter)?;
-        let bias_t = match (&bias_data, bias) {
-            (Some(data), _) => {
-                let part = data[gi * og..(gi + 1) * og].to_vec();
-                let bias_name = match bias {
-                    Some(b) if plan.groups == 1 => lx.g.value(b).name.clone(),
-                    Some(b) => format!("{}_g{gi}", lx.g.value(b).name),
-                    None => format!("{}_bias", node.name),
-                };
-                let part = f32_tensor(&[og], part)?;
-                lx.const_tensor(&bias_name, &part)?
-            }
-            (None, Some(b)) => lx.operand(b, Layout::Source)?,
-            (None, None) => unreachable!("an absent bias gets zeros"),
-        };
+    for (g, &input) in inputs.iter().enumerate() {
         let out = if plan.groups == 1 {
             conv_out
         } else {
-            let dtype = lx.model.tensor(conv_out).dtype;
-            lx.temp(&format!("{name}_g{gi}"), dtype, dims_i32(&[n, th, tw, og]))
+            lx.temp(&format!("{name}_g{g}"), dtype, dims_i32(&[n, th, tw, og]))
         };
-        let shape = lx.const_i32(&format!("{name}_output_shape"), &dims_i32(&[n, th, tw, og]));
         let [h, wd] = plan.axes;
         lx.op_version(
             tfl::BuiltinOperator::TRANSPOSE_CONV,
@@ -942,7 +1054,7 @@ fn lower_transpose(lx: &mut Lowerer, node: &Node, a: &ConvTransposeAttrs) -> Res
             } else {
                 3
             },
-            vec![Some(shape), Some(filter), Some(input), Some(bias_t)],
+            vec![Some(shape), Some(filters[g]), Some(input), Some(biases[g])],
             vec![out],
             tfl::BuiltinOptionsT::TransposeConvOptions(Box::new(tfl::TransposeConvOptionsT {
                 padding: if plan.same {
@@ -971,14 +1083,7 @@ fn lower_transpose(lx: &mut Lowerer, node: &Node, a: &ConvTransposeAttrs) -> Res
     }
     if slice {
         let begin = [0, plan.axes[0].begin, plan.axes[1].begin, 0];
-        let begin = lx.const_i32(&format!("{name}_begin"), &dims_i32(&begin));
-        let size = lx.const_i32(&format!("{name}_size"), &dims_i32(&out_shape));
-        lx.op(
-            tfl::BuiltinOperator::SLICE,
-            vec![Some(conv_out), Some(begin), Some(size)],
-            vec![sink.first],
-            tfl::BuiltinOptionsT::SliceOptions(Box::default()),
-        );
+        slice_into(lx, conv_out, &begin, sink.first);
     }
     sink.finish(lx)
 }

@@ -799,16 +799,6 @@ fn unsupported_forms_say_why() {
 }}"
     ));
     assert!(why.contains("rank-5"), "{why}");
-    let a = conv_attrs("[1,1]", "[0,0,0,0]", 1, "");
-    let why = unsupported(&format!(
-        "graph g {{
-  input x: f32[1,1,2,2]
-  input w: f32[1,1,1,1]
-  node c: y: f32[1,1,2,2] = Conv {a} (x, w, _)
-  output y
-}}"
-    ));
-    assert!(why.contains("constant weights"), "{why}");
     let why = unsupported(
         "graph g {
   input x: f32[1,1,5,5]
@@ -826,4 +816,49 @@ fn unsupported_forms_say_why() {
 }",
     );
     assert!(why.contains("pads are computed"), "{why}");
+}
+
+#[test]
+fn computed_weights_are_reordered_by_ops() {
+    let a = conv_attrs("[1,1]", "[1,1,1,1]", 1, "");
+    let m = nhwc(&format!(
+        "graph g {{
+  input x: f32[1,2,4,4]
+  input w: f32[3,2,3,3]
+  node c: y: f32[1,3,4,4] = Conv {a} (x, w, _)
+  output y
+}}"
+    ));
+    // An NHWC weight input is already OHWI.
+    assert_eq!(codes(&m), [B::CONV_2D]);
+    assert_eq!(input(find(&m, B::CONV_2D), 1), m.inputs[1]);
+
+    let a = conv_attrs("[1,1]", "[1,1,1,1]", 2, "");
+    let m = nhwc(&format!(
+        "graph g {{
+  input x: f32[1,2,4,4]
+  input w: f32[4,1,3,3]
+  node c: y: f32[1,4,4,4] = Conv {a} (x, w, _)
+  output y
+}}"
+    ));
+    assert_eq!(codes(&m), [B::TRANSPOSE, B::DEPTHWISE_CONV_2D]);
+    let t = find(&m, B::TRANSPOSE);
+    assert_eq!(i32s(&m, input(t, 1)), [3, 1, 2, 0]);
+    assert_eq!(shape(&m, t.outputs[0]), [1, 3, 3, 4]);
+
+    // Dilation 2 on a computed 2x2 kernel: zero rows and columns by PADs.
+    let m = nhwc(
+        "graph g {
+  input x: f32[1,1,3,3]
+  input w: f32[1,2,2,2]
+  node c: y: f32[1,2,5,5] = ConvTranspose {\"kernel_shape\":null,\"strides\":[],\"dilations\":[2,2],\"padding\":{\"Explicit\":[0,0,0,0]},\"group\":1,\"output_padding\":[],\"output_shape\":null} (x, w, _)
+  output y
+}",
+    );
+    let op = find(&m, B::TRANSPOSE_CONV);
+    let filter = input(op, 1);
+    assert_eq!(shape(&m, filter), [2, 3, 3, 1]);
+    assert_eq!(codes(&m).iter().filter(|&&c| c == B::PAD).count(), 2);
+    assert_eq!(codes(&m).last(), Some(&B::TRANSPOSE_CONV));
 }
