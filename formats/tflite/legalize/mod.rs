@@ -7,7 +7,10 @@ use crate::passes::{Pass, Repeat, Stage};
 
 /// The passes `TfliteTarget::legalize` runs, in order.
 pub fn passes() -> Vec<Box<dyn Pass>> {
-    Vec::new()
+    vec![
+        // Opset < 13 softmax over several axes: TFLite normalizes one axis.
+        Box::new(crate::formats::onnx::legalize::SoftmaxFlatten),
+    ]
 }
 
 pub fn stage() -> Stage {
