@@ -1,0 +1,221 @@
+//! MaxPool and AveragePool (MAX_POOL_2D, AVERAGE_POOL_2D), GlobalAveragePool
+//! and GlobalMaxPool (MEAN, REDUCE_MAX over the spatial axes).
+
+use crate::ir::error::Result;
+use crate::ir::ops::PoolAttrs;
+use crate::ir::{DType, Graph, Node, Op};
+
+use super::super::super::schema as tfl;
+use super::super::support::dtypes_in;
+use super::super::{Lowerer, dims_i32};
+use super::{
+    Axis, Sink, WindowPads, as_2d, check_output, f32_tensor, input_of, nhwc_input, output_of,
+    pad_hw, shape_of, windows,
+};
+
+#[derive(Clone, Debug)]
+pub(super) struct PoolPlan {
+    max: bool,
+    axes: [Axis; 2],
+    pads: WindowPads,
+    /// AveragePool after a PAD: `kernel size / ONNX divisor` per output
+    /// cell (`[H', W']`), when the divisor is not the kernel size everywhere.
+    rescale: Option<Vec<f32>>,
+}
+
+fn attrs(node: &Node) -> std::result::Result<(&PoolAttrs, bool), String> {
+    match &node.op {
+        Op::MaxPool(a) => Ok((a, true)),
+        Op::AveragePool(a) => Ok((a, false)),
+        other => Err(format!("{} is not a pooling op", other.name())),
+    }
+}
+
+pub(super) fn plan(g: &Graph, node: &Node) -> std::result::Result<PoolPlan, String> {
+    let (a, max) = attrs(node)?;
+    dtypes_in(g, node, &[DType::F32])?;
+    let (x, y) = (input_of(node, 0)?, output_of(node)?);
+    let xs = shape_of(g, x)?;
+    if !matches!(xs.len(), 3 | 4) {
+        return Err(format!(
+            "a rank-{} input: TFLite pools 1-D and 2-D windows (rank 3 or 4)",
+            xs.len()
+        ));
+    }
+    let dilated = a
+        .dilations
+        .iter()
+        .zip(&a.kernel_shape)
+        .any(|(&d, &k)| d != 1 && k != 1);
+    if dilated {
+        return Err(format!(
+            "dilations {:?}: TFLite's pooling has no dilation",
+            a.dilations
+        ));
+    }
+    let axes = windows(
+        &xs[2..],
+        &a.kernel_shape,
+        &a.strides,
+        &a.dilations,
+        &a.padding,
+        a.ceil_mode,
+    )?;
+    check_output(g, y, &xs[..2], &axes)?;
+    let axes = as_2d(&axes)?;
+    if max {
+        // SAME max pooling ignores the padded cells, as ONNX does.
+        return Ok(PoolPlan {
+            max,
+            pads: WindowPads::choose(&axes),
+            axes,
+            rescale: None,
+        });
+    }
+    let touches = axes.iter().any(Axis::touches_padding);
+    if axes.iter().all(Axis::is_valid) || (!touches && axes.iter().all(Axis::is_same)) {
+        return Ok(PoolPlan {
+            max,
+            pads: WindowPads::Valid,
+            axes,
+            rescale: None,
+        });
+    }
+    // SAME average pooling divides by the cells inside the input, as
+    // ONNX does without count_include_pad.
+    if !a.count_include_pad && axes.iter().all(Axis::is_same) {
+        return Ok(PoolPlan {
+            max,
+            pads: WindowPads::Same,
+            axes,
+            rescale: None,
+        });
+    }
+    let pads = WindowPads::Explicit(axes.iter().map(|a| (a.begin, a.reach())).collect());
+    let counts = axes.map(|ax| divisors(&ax, a.count_include_pad));
+    let kernel = (axes[0].kernel * axes[1].kernel) as f32;
+    let mut rescale = Vec::with_capacity(counts[0].len() * counts[1].len());
+    for &ch in &counts[0] {
+        for &cw in &counts[1] {
+            let n = (ch * cw) as f32;
+            rescale.push(if n == 0.0 { 0.0 } else { kernel / n });
+        }
+    }
+    let rescale = rescale.iter().any(|&r| r != 1.0).then_some(rescale);
+    Ok(PoolPlan {
+        max,
+        axes,
+        pads,
+        rescale,
+    })
+}
+
+/// ONNX's divisor along one axis for each output position: the window's
+/// cells inside the input, or inside input and pads with count_include_pad
+/// (cells a ceil-mode window reaches past the end pads never count).
+fn divisors(a: &Axis, include_pad: bool) -> Vec<usize> {
+    let (lo, hi) = if include_pad {
+        (0, a.begin + a.input + a.end)
+    } else {
+        (a.begin, a.begin + a.input)
+    };
+    (0..a.output)
+        .map(|o| {
+            let start = o * a.stride;
+            let end = start + a.kernel;
+            end.min(hi).saturating_sub(start.max(lo))
+        })
+        .collect()
+}
+
+pub(super) fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
+    let plan = plan(lx.g, node).map_err(|e| lx.error(e))?;
+    let (x, y) = (lx.input(node, 0)?, node.outputs[0]);
+    let mut xt = nhwc_input(lx, x)?;
+    if let WindowPads::Explicit(p) = &plan.pads {
+        let name = format!("{}_padded", lx.g.value(x).name);
+        // Padded cells must never win a max.
+        let fill = plan
+            .max
+            .then(|| lx.const_f32_scalar(&format!("{name}_value"), f32::MIN));
+        xt = pad_hw(lx, xt, p, fill, &name);
+    }
+    let [h, w] = plan.axes;
+    let n = lx.shape(x)?[0];
+    let c = lx.shape(x)?[1];
+    let shape = [n, h.output, w.output, c];
+    let sink = Sink::new(lx, y, &shape, None)?;
+    let pooled = match plan.rescale {
+        Some(_) => {
+            let name = format!("{}_sum", lx.g.value(y).name);
+            lx.temp(&name, tfl::TensorType::FLOAT32, dims_i32(&shape))
+        }
+        None => sink.first,
+    };
+    let code = if plan.max {
+        tfl::BuiltinOperator::MAX_POOL_2D
+    } else {
+        tfl::BuiltinOperator::AVERAGE_POOL_2D
+    };
+    lx.op(
+        code,
+        vec![Some(xt)],
+        vec![pooled],
+        tfl::BuiltinOptionsT::Pool2DOptions(Box::new(tfl::Pool2DOptionsT {
+            padding: plan.pads.tfl(),
+            stride_w: w.stride as i32,
+            stride_h: h.stride as i32,
+            filter_width: w.kernel as i32,
+            filter_height: h.kernel as i32,
+            fused_activation_function: tfl::ActivationFunctionType::NONE,
+        })),
+    );
+    if let Some(rescale) = plan.rescale {
+        let name = format!("{}_divisor", node.name);
+        let factor = f32_tensor(&[1, h.output, w.output, 1], rescale)?;
+        let factor = lx.const_tensor(&name, &factor)?;
+        lx.op(
+            tfl::BuiltinOperator::MUL,
+            vec![Some(pooled), Some(factor)],
+            vec![sink.first],
+            tfl::BuiltinOptionsT::MulOptions(Box::default()),
+        );
+    }
+    sink.finish(lx)
+}
+
+/// GlobalAveragePool and GlobalMaxPool reduce the spatial axes in whatever
+/// layout their input is stored.
+pub(super) fn global_plan(g: &Graph, node: &Node) -> std::result::Result<usize, String> {
+    dtypes_in(g, node, &[DType::F32])?;
+    let rank = shape_of(g, input_of(node, 0)?)?.len();
+    if rank < 3 {
+        return Err(format!("a rank-{rank} input has no spatial axes"));
+    }
+    output_of(node)?;
+    Ok(rank)
+}
+
+pub(super) fn lower_global(lx: &mut Lowerer, node: &Node) -> Result<()> {
+    let rank = global_plan(lx.g, node).map_err(|e| lx.error(e))?;
+    let (x, y) = (lx.input(node, 0)?, node.outputs[0]);
+    let layout = lx.common_layout(&[x], rank);
+    let xt = lx.operand(x, layout)?;
+    let mut axes: Vec<i32> = (2..rank)
+        .map(|a| layout.stored_axis(a, rank) as i32)
+        .collect();
+    axes.sort_unstable();
+    let axes = lx.const_i32(&format!("{}_axes", node.name), &axes);
+    let out = lx.define(y, layout)?;
+    let code = match node.op {
+        Op::GlobalMaxPool => tfl::BuiltinOperator::REDUCE_MAX,
+        _ => tfl::BuiltinOperator::MEAN,
+    };
+    lx.op(
+        code,
+        vec![Some(xt), Some(axes)],
+        vec![out],
+        tfl::BuiltinOptionsT::ReducerOptions(Box::new(tfl::ReducerOptionsT { keep_dims: true })),
+    );
+    Ok(())
+}
