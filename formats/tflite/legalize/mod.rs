@@ -1,13 +1,20 @@
 //! IR rewrites that run before lowering: ops TFLite has no builtin for,
 //! decomposed into ones it has (one file per family of rewrites).
 
+mod attention;
+mod build;
+mod norm;
+
 use crate::formats::target::Support;
-use crate::ir::{Graph, Node};
+use crate::ir::{Graph, Node, OpKind};
 use crate::passes::{Pass, Repeat, Stage};
 
 /// The passes `TfliteTarget::legalize` runs, in order.
 pub fn passes() -> Vec<Box<dyn Pass>> {
-    Vec::new()
+    vec![
+        Box::new(norm::DecomposeNorms),
+        Box::new(attention::DecomposeAttention),
+    ]
 }
 
 pub fn stage() -> Stage {
@@ -20,9 +27,23 @@ pub fn stage() -> Stage {
 
 /// Support of the ops the lowering leaves to these passes
 /// ([`super::lower::Family::Decomposed`]).
-pub fn support(_g: &Graph, node: &Node) -> Support {
-    Support::Unsupported(format!(
-        "{} has no TFLite builtin and no decomposition yet",
-        node.op.name()
-    ))
+pub fn support(g: &Graph, node: &Node) -> Support {
+    let kind = node.op.kind();
+    let checked = if norm::is_norm(kind) {
+        norm::check(g, node)
+    } else if kind == OpKind::Attention {
+        attention::check(g, node)
+    } else {
+        Err(format!(
+            "{} has no TFLite builtin and no decomposition",
+            node.op.name()
+        ))
+    };
+    match checked {
+        Ok(()) => Support::AfterLegalize(format!(
+            "{} is decomposed into TFLite builtins",
+            node.op.name()
+        )),
+        Err(why) => Support::Unsupported(why),
+    }
 }
