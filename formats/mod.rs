@@ -1,5 +1,6 @@
 //! Importers (ONNX, safetensors) and target writers.
 
+pub mod coverage;
 pub mod onnx;
 pub mod safetensors;
 pub mod target;

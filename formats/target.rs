@@ -7,6 +7,7 @@
 //! renamed into place only when complete ([`crate::output::AtomicFile`]),
 //! which needs the path.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::ir::error::{Error, Result, Unsupported};
@@ -34,6 +35,9 @@ pub struct EmitReport {
     pub bytes: u64,
     /// Target facts worth telling the user (`opset 17`, `external data: 3 tensors`).
     pub notes: Vec<String>,
+    /// For the coverage report: each IR node's name and the target
+    /// operators it was written as.
+    pub lowered: BTreeMap<String, Vec<String>>,
 }
 
 /// An output format.

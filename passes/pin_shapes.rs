@@ -24,6 +24,19 @@ pub enum Pin {
     },
 }
 
+/// The command-line form `FromStr` parses.
+impl std::fmt::Display for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pin::Named { name, dims } => {
+                let dims: Vec<String> = dims.iter().map(u64::to_string).collect();
+                write!(f, "{name}={}", dims.join("x"))
+            }
+            Pin::InputAxis { input, axis, value } => write!(f, "{input}:{axis}={value}"),
+        }
+    }
+}
+
 impl FromStr for Pin {
     type Err = String;
 

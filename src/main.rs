@@ -107,6 +107,12 @@ struct ConvertArgs {
     /// when the model would pass 2 GiB).
     #[arg(long)]
     external_data: bool,
+    /// TFLite: layout of the model's inputs and outputs of rank 3 or more.
+    #[arg(long, value_enum, default_value_t = cli::convert::IoLayoutArg::Source)]
+    io_layout: cli::convert::IoLayoutArg,
+    /// TFLite: store weights as float16 (`fp16`).
+    #[arg(long, value_enum)]
+    quant: Option<cli::convert::QuantArg>,
 }
 
 fn main() -> ExitCode {
@@ -203,8 +209,21 @@ fn convert(args: ConvertArgs, quiet: bool, progress: &dyn Progress) -> anyhow::R
         json: args.json,
         verbose: args.verbose,
         external_data: args.external_data,
+        io_layout: args.io_layout,
+        quant: args.quant,
     };
-    let (stdout, stderr) = cli::convert::convert(&request, progress)?;
+    let (stdout, stderr) = match cli::convert::convert(&request, progress) {
+        Ok(printed) => printed,
+        Err(err) => {
+            // A machine reading --json gets the whole coverage report of a refused model.
+            if let Some(refused) = err.downcast_ref::<cli::convert::Refused>()
+                && request.json
+            {
+                write_stdout(&refused.coverage.to_json())?;
+            }
+            return Err(err);
+        }
+    };
     if !quiet || request.verbose {
         eprint!("{stderr}");
     }

@@ -389,14 +389,26 @@ fn json_reports_files_opset_and_per_pass_timing() {
     );
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(json["target"], "onnx");
+    let files = [
+        out.clone(),
+        out.with_extension("coverage.json"),
+        out.with_extension("coverage.md"),
+    ];
     assert_eq!(
         json["files"],
-        serde_json::json!([out.display().to_string()])
+        serde_json::json!(
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+        )
     );
     assert_eq!(
         json["bytes"].as_u64(),
-        Some(fs::metadata(&out).unwrap().len())
+        Some(files.iter().map(|f| fs::metadata(f).unwrap().len()).sum())
     );
+    assert_eq!(json["coverage"]["nodes"], json["nodes_after"]);
+    assert_eq!(json["coverage"]["unsupported"], serde_json::json!([]));
     assert!(json["notes"][0].as_str().unwrap().starts_with("opset "));
     let passes: Vec<&str> = json["pass_timing_ms"]
         .as_array()

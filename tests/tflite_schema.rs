@@ -1,35 +1,11 @@
 //! The generated TFLite bindings round-trip a minimal model: one ADD of two
 //! float32 [1, 4] inputs, built with the builder API and read back.
 
+mod common;
+
+use common::tflite_build::aligned_bytes;
 use edgeconv::formats::tflite::schema as tfl;
-use flatbuffers::{FlatBufferBuilder, Push, PushAlignment, WIPOffset};
-
-/// A marker element type that only carries an alignment: starting a byte
-/// vector with it makes the vector's data start on a 16-byte boundary (the
-/// Rust generator ignores the schema's `force_align: 16`).
-struct Align16;
-
-impl Push for Align16 {
-    type Output = u8;
-    unsafe fn push(&self, _dst: &mut [u8], _written_len: usize) {}
-    fn size() -> usize {
-        1
-    }
-    fn alignment() -> PushAlignment {
-        PushAlignment::new(16)
-    }
-}
-
-fn aligned_bytes<'a>(
-    fbb: &mut FlatBufferBuilder<'a>,
-    data: &[u8],
-) -> WIPOffset<flatbuffers::Vector<'a, u8>> {
-    fbb.start_vector::<Align16>(data.len());
-    for &b in data.iter().rev() {
-        fbb.push(b);
-    }
-    fbb.end_vector::<u8>(data.len())
-}
+use flatbuffers::FlatBufferBuilder;
 
 #[test]
 fn minimal_add_model_round_trips() {

@@ -76,6 +76,10 @@ pub struct TflModel {
     pub description: String,
     /// Named metadata buffers (`Model.metadata`), e.g. conversion provenance.
     pub metadata: Vec<(String, Bytes)>,
+    /// The oldest TFLite runtime that runs the model (e.g. `2.9.0`), written
+    /// as the converter's `min_runtime_version` metadata entry; shorter than
+    /// 16 bytes.
+    pub min_runtime_version: Option<String>,
 }
 
 impl TflModel {

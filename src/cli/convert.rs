@@ -1,12 +1,17 @@
 //! `edgeconv convert`: import, pass pipeline, target legalization, support
 //! check, emit. What it prints is documented in docs/CLI.md.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use edgeconv::formats::coverage::CoverageReport;
 use edgeconv::formats::onnx::export::{ExternalData, OnnxTarget};
-use edgeconv::formats::target::{EmitReport, Target};
+use edgeconv::formats::target::{EmitReport, Target, require_supported};
+use edgeconv::formats::tflite::lower::{IoLayout, LowerOptions};
+use edgeconv::formats::tflite::target::TfliteTarget;
+use edgeconv::formats::tflite::write::OffsetBuffers;
 use edgeconv::ir::error::Error;
 use edgeconv::passes::manager::PipelineReport;
 use edgeconv::passes::pin_shapes::{Pin, PinShapes};
@@ -20,6 +25,25 @@ use super::load;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum TargetName {
     Onnx,
+    Tflite,
+}
+
+/// `--io-layout`: how a model's own inputs and outputs are laid out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoLayoutArg {
+    /// As in the source model (NCHW for ONNX).
+    #[default]
+    Source,
+    /// Channels-last, with no transposes at the model boundary.
+    Nhwc,
+}
+
+/// `--quant`: how weights and activations are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QuantArg {
+    /// float16 weights behind DEQUANTIZE ops, float32 compute.
+    Fp16,
 }
 
 /// Everything `convert` was asked to do.
@@ -35,6 +59,28 @@ pub struct ConvertRequest {
     pub json: bool,
     pub verbose: bool,
     pub external_data: bool,
+    pub io_layout: IoLayoutArg,
+    pub quant: Option<QuantArg>,
+}
+
+/// A conversion refused because the target cannot express some nodes
+/// (exit 3): the error lists them, `coverage` is the whole report.
+#[derive(Debug)]
+pub struct Refused {
+    pub coverage: CoverageReport,
+    pub error: Error,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for Refused {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
 }
 
 /// The `--json` object.
@@ -45,6 +91,7 @@ struct JsonReport<'a> {
     files: Vec<String>,
     bytes: u64,
     notes: &'a [String],
+    coverage: &'a CoverageReport,
     nodes_before: usize,
     nodes_after: usize,
     passes: Vec<&'a str>,
@@ -106,7 +153,25 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
                 ExternalData::WhenTooLarge
             },
         }),
+        TargetName::Tflite => Box::new(TfliteTarget {
+            lower: LowerOptions {
+                io_layout: match req.io_layout {
+                    IoLayoutArg::Source => IoLayout::Source,
+                    IoLayoutArg::Nhwc => IoLayout::ChannelsLast,
+                },
+                fp16_weights: req.quant == Some(QuantArg::Fp16),
+            },
+            offset_buffers: OffsetBuffers::Auto,
+            provenance: Some(provenance(req)?),
+        }),
     };
+    if req.target == TargetName::Onnx && req.quant.is_some() {
+        return Err(Error::Input(
+            "--quant applies to the tflite target; the onnx target writes the model's own types"
+                .into(),
+        )
+        .into());
+    }
     let mut stages = Vec::new();
     if !req.pins.is_empty() {
         stages.push(Stage {
@@ -161,9 +226,28 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
     };
     let report = run_stages(&mut g, &stages, &options).map_err(|e| e.in_file(&req.model))?;
     let optimized = start.elapsed();
-    let emitted = target
+    let model_name = req.model.display().to_string();
+    let precheck = CoverageReport::of(target.as_ref(), &g, &model_name, &BTreeMap::new())
+        .map_err(|e| e.in_file(&req.model))?;
+    if !precheck.unsupported.is_empty() {
+        let refused = require_supported(target.as_ref(), &g)
+            .err()
+            .unwrap_or_else(|| Error::Graph("coverage and support disagree".into()));
+        return Err(Refused {
+            coverage: precheck,
+            error: refused.in_file(&req.model),
+        }
+        .into());
+    }
+    let mut emitted = target
         .emit(&g, &req.output, progress)
         .map_err(|e| e.in_file(&req.model))?;
+    let coverage = CoverageReport::of(target.as_ref(), &g, &model_name, &emitted.lowered)
+        .map_err(|e| e.in_file(&req.model))?;
+    for file in coverage.write_beside(&req.output)? {
+        emitted.bytes += std::fs::metadata(&file).map_or(0, |m| m.len());
+        emitted.files.push(file);
+    }
     let total = start.elapsed();
 
     let timing = Timing {
@@ -184,6 +268,7 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
                 .collect(),
             bytes: emitted.bytes,
             notes: &emitted.notes,
+            coverage: &coverage,
             nodes_before,
             nodes_after: g.node_count(),
             passes: pass_names,
@@ -232,6 +317,42 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
         stderr.push_str(&timing_table(&pass_timing));
     }
     Ok((stdout, stderr))
+}
+
+/// What the artifact records about how it was made: the source file's
+/// SHA-256, the edgeconv version and the options that shape the output.
+fn provenance(req: &ConvertRequest) -> anyhow::Result<String> {
+    let source_sha256 = if req.model.is_file() {
+        Some(sha256_file(&req.model)?)
+    } else {
+        None
+    };
+    let json = serde_json::json!({
+        "generator": "edgeconv",
+        "version": env!("CARGO_PKG_VERSION"),
+        "source": req.model.file_name().map(|n| n.to_string_lossy().into_owned()),
+        "source_sha256": source_sha256,
+        "target": format!("{:?}", req.target).to_lowercase(),
+        "passes": req.passes,
+        "pins": req.pins.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "io_layout": format!("{:?}", req.io_layout).to_lowercase(),
+        "quant": req.quant,
+    });
+    Ok(json.to_string())
+}
+
+fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut file = std::fs::File::open(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(format!("{:x}", hasher.finalize()))
 }
 
 fn pass_timing(report: &PipelineReport) -> Vec<PassTiming> {

@@ -8,7 +8,9 @@
 //! command and its output; nothing is ever skipped.
 #![allow(dead_code)] // every test binary uses its own subset
 
+pub mod litert;
 pub mod samples;
+pub mod tflite_build;
 
 use std::env;
 use std::ffi::OsStr;

@@ -13,6 +13,7 @@
 mod nodes;
 mod stream;
 
+use std::collections::BTreeMap;
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -65,6 +66,13 @@ impl Target for OnnxTarget {
     fn emit(&self, g: &Graph, out: &Path, progress: &dyn Progress) -> Result<EmitReport> {
         require_supported(self, g)?;
         let model = build(g)?;
+        let mut lowered: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for node in &model.graph.node {
+            lowered
+                .entry(node.name.clone())
+                .or_default()
+                .push(node.op_type.clone());
+        }
         let initializers = model
             .initializers
             .into_iter()
@@ -101,6 +109,7 @@ impl Target for OnnxTarget {
             files: written.files,
             bytes: written.bytes,
             notes,
+            lowered,
         })
     }
 }

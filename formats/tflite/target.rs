@@ -1,0 +1,102 @@
+//! The TFLite [`Target`]: legalize, check, lower, write.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::legalize;
+use super::lower::{IoLayout, LowerOptions, lower, support};
+use super::schema as tfl;
+use super::write::{OffsetBuffers, write_model};
+use crate::formats::target::{
+    EmitReport, Support, Target, require_static_inputs, require_supported,
+};
+use crate::ir::error::Result;
+use crate::ir::{Graph, NodeId};
+use crate::passes::{Stage, presets};
+use crate::progress::Progress;
+
+/// The `Model.metadata` entry carrying how the file was made (JSON).
+pub const PROVENANCE_KEY: &str = "edgeconv_provenance";
+
+#[derive(Clone, Debug, Default)]
+pub struct TfliteTarget {
+    pub lower: LowerOptions,
+    pub offset_buffers: OffsetBuffers,
+    /// JSON stored under [`PROVENANCE_KEY`]: source file hash, edgeconv
+    /// version, options. Left out when `None`.
+    pub provenance: Option<String>,
+}
+
+impl Target for TfliteTarget {
+    fn name(&self) -> &'static str {
+        "tflite"
+    }
+
+    fn legalize(&self) -> Vec<Stage> {
+        let mut stages = vec![legalize::stage()];
+        // Decompositions leave constants to fold and values nothing reads.
+        stages.push(
+            presets::stage("tflite_cleanup", presets::CLEANUP).expect("the cleanup passes exist"),
+        );
+        stages
+    }
+
+    fn support(&self, g: &Graph, node: NodeId) -> Support {
+        support(g, node)
+    }
+
+    fn emit(&self, g: &Graph, out: &Path, progress: &dyn Progress) -> Result<EmitReport> {
+        require_static_inputs(self, g)?;
+        require_supported(self, g)?;
+        let mut model = lower(g, &self.lower)?;
+        model.description = format!("edgeconv {}", env!("CARGO_PKG_VERSION"));
+        if let Some(p) = &self.provenance {
+            model.metadata.push((
+                PROVENANCE_KEY.to_string(),
+                Bytes::from(p.clone().into_bytes()),
+            ));
+        }
+        let written = write_model(&model, out, self.offset_buffers, progress)?;
+
+        let mut lowered: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for op in &model.operators {
+            lowered
+                .entry(op.source_node.clone())
+                .or_default()
+                .push(builtin_name(op.code));
+        }
+        let mut notes = vec![format!("{} operators", model.operators.len())];
+        let transposes = model
+            .operators
+            .iter()
+            .filter(|op| op.code == tfl::BuiltinOperator::TRANSPOSE)
+            .count();
+        notes.push(format!("{transposes} transposes"));
+        if self.lower.io_layout == IoLayout::ChannelsLast {
+            notes.push("NHWC inputs and outputs".into());
+        }
+        if self.lower.fp16_weights {
+            notes.push("float16 weights".into());
+        }
+        if written.offset_buffers {
+            notes.push(format!(
+                "weights after the flatbuffer ({} bytes of flatbuffer)",
+                written.flatbuffer_bytes
+            ));
+        }
+        Ok(EmitReport {
+            files: vec![written.path],
+            bytes: written.bytes,
+            notes,
+            lowered,
+        })
+    }
+}
+
+/// The schema's name of a builtin operator (`CONV_2D`).
+pub fn builtin_name(code: tfl::BuiltinOperator) -> String {
+    code.variant_name()
+        .map_or_else(|| format!("BUILTIN_{}", code.0), str::to_string)
+}
