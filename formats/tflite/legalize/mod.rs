@@ -4,6 +4,7 @@
 mod attention;
 mod build;
 mod norm;
+mod shapes;
 
 use crate::formats::target::Support;
 use crate::ir::{Graph, Node, OpKind};
@@ -12,6 +13,7 @@ use crate::passes::{Pass, Repeat, Stage};
 /// The passes `TfliteTarget::legalize` runs, in order.
 pub fn passes() -> Vec<Box<dyn Pass>> {
     vec![
+        Box::new(shapes::RefineShapes),
         Box::new(norm::DecomposeNorms),
         Box::new(attention::DecomposeAttention),
     ]

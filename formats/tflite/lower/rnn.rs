@@ -150,30 +150,23 @@ fn plan(g: &Graph, node: &Node) -> std::result::Result<Plan, String> {
         expect(6, &state, "initial_c")?;
         expect(7, &[dirs, 3 * hidden], "P")?;
     }
-    for (i, name) in [(1, "W"), (2, "R"), (3, "B"), (7, "P")] {
-        if let Some(v) = node.input(i)
-            && g.weight_of(v).is_none()
-        {
-            return Err(format!(
-                "{name} ('{}') must be a constant for the TFLite target",
-                g.value(v).name
-            ));
-        }
-    }
     if node.input(1).is_none() || node.input(2).is_none() {
         return Err("W and R are required".into());
     }
-    if let Some(v) = node.input(4) {
-        let lens = g
-            .weight_of(v)
-            .and_then(|w| Tensor::from_bytes(w.dtype, &w.shape, &w.data).ok())
-            .and_then(|t| t.to_i64_vec().ok())
-            .ok_or("sequence_lens must be a constant for the TFLite target")?;
-        if lens.iter().any(|&l| l != seq as i64) {
+    if let Some(v) = node.input(4)
+        && let Some(w) = g.weight_of(v)
+    {
+        let lens = Tensor::from_bytes(w.dtype, &w.shape, &w.data)
+            .and_then(|t| t.to_i64_vec())
+            .map_err(|e| e.to_string())?;
+        if lens.len() != batch || lens.iter().any(|&l| l < 0 || l > seq as i64) {
             return Err(format!(
-                "sequence_lens {lens:?} differ from the sequence length {seq}; only full sequences are supported"
+                "sequence_lens {lens:?} must hold {batch} lengths up to {seq}"
             ));
         }
+    }
+    if node.input(4).is_some() && shape(4) != Some(vec![batch]) {
+        return Err(format!("sequence_lens must have shape [{batch}]"));
     }
     if cell == Cell::Lstm && node.outputs.len() > 3 || cell == Cell::Gru && node.outputs.len() > 2 {
         return Err("too many outputs".into());
@@ -244,6 +237,13 @@ struct Unroll<'a, 'g> {
 
 const F32: tfl::TensorType = tfl::TensorType::FLOAT32;
 
+/// A parameter slice: known at conversion time (folded there) or computed.
+#[derive(Clone)]
+enum Param {
+    Const(ndarray::ArrayD<f32>),
+    Tensor(TensorId, Vec<usize>),
+}
+
 impl<'a, 'g> Unroll<'a, 'g> {
     fn new(lx: &'a mut Lowerer<'g>, node: &'a Node, p: Plan) -> Result<Unroll<'a, 'g>> {
         let prefix = node.name.clone();
@@ -275,11 +275,97 @@ impl<'a, 'g> Unroll<'a, 'g> {
         self.lx.const_tensor(&name, &Tensor::from_f32(data))
     }
 
-    /// A constant input of the node as f32 (absent: `None`).
-    fn weight(&self, i: usize) -> Result<Option<ndarray::ArrayD<f32>>> {
-        match self.node.input(i) {
-            Some(v) => Ok(self.lx.constant(v)?.map(|t| t.to_f32())),
-            None => Ok(None),
+    /// Rows `lo..hi` of direction `d` of input `i` (`[dirs, rows, cols]` or
+    /// `[dirs, rows]`), as `[hi - lo, cols]` or `[hi - lo]`; zeros when the
+    /// input is absent.
+    fn param(&mut self, i: usize, d: usize, lo: usize, hi: usize, suffix: &str) -> Result<Param> {
+        let Some(v) = self.node.input(i) else {
+            return Ok(Param::Const(ndarray::ArrayD::zeros(ndarray::IxDyn(&[
+                hi - lo
+            ]))));
+        };
+        let shape = self.lx.shape(v)?;
+        if let Some(t) = self.lx.constant(v)? {
+            let data = t.to_f32();
+            let part = data
+                .index_axis(Axis(0), d)
+                .slice_axis(Axis(0), (lo..hi).into())
+                .to_owned();
+            return Ok(Param::Const(part));
+        }
+        let x = self.lx.operand(v, Layout::Source)?;
+        let mut begin = vec![d, lo];
+        let mut size = vec![1, hi - lo];
+        begin.extend(shape.iter().skip(2).map(|_| 0));
+        size.extend(shape.iter().skip(2));
+        let begin_t = self
+            .lx
+            .const_i32(&self.name(&format!("{suffix}_begin")), &dims_i32(&begin));
+        let size_t = self
+            .lx
+            .const_i32(&self.name(&format!("{suffix}_size")), &dims_i32(&size));
+        let sliced = self.tensor(&format!("{suffix}_slice"), &size);
+        self.lx.op(
+            tfl::BuiltinOperator::SLICE,
+            vec![Some(x), Some(begin_t), Some(size_t)],
+            vec![sliced],
+            tfl::BuiltinOptionsT::SliceOptions(Box::default()),
+        );
+        let out_shape = size[1..].to_vec();
+        let out = self.reshape(sliced, &out_shape, suffix);
+        Ok(Param::Tensor(out, out_shape))
+    }
+
+    fn materialize(&mut self, p: &Param, suffix: &str) -> Result<TensorId> {
+        match p {
+            Param::Const(a) => self.constant(suffix, a.clone()),
+            Param::Tensor(t, _) => Ok(*t),
+        }
+    }
+
+    /// `a + b` (`mask` multiplies `b` first), folded when both are constants.
+    fn combine(
+        &mut self,
+        a: &Param,
+        b: &Param,
+        mask: Option<&ndarray::ArrayD<f32>>,
+        suffix: &str,
+    ) -> Result<Param> {
+        match (a, b) {
+            (Param::Const(x), Param::Const(y)) => {
+                let y = match mask {
+                    Some(m) => y * m,
+                    None => y.clone(),
+                };
+                Ok(Param::Const(x + &y))
+            }
+            _ => {
+                let shape = match (a, b) {
+                    (Param::Tensor(_, s), _) | (_, Param::Tensor(_, s)) => s.clone(),
+                    _ => unreachable!("one side is computed"),
+                };
+                let mut y = self.materialize(b, &format!("{suffix}_b"))?;
+                if let Some(m) = mask {
+                    let m = self.constant(&format!("{suffix}_mask"), m.clone())?;
+                    let out = self.tensor(&format!("{suffix}_masked"), &shape);
+                    self.lx.op(
+                        tfl::BuiltinOperator::MUL,
+                        vec![Some(y), Some(m)],
+                        vec![out],
+                        tfl::BuiltinOptionsT::MulOptions(Box::default()),
+                    );
+                    y = out;
+                }
+                let x = self.materialize(a, &format!("{suffix}_a"))?;
+                let out = self.tensor(suffix, &shape);
+                self.lx.op(
+                    tfl::BuiltinOperator::ADD,
+                    vec![Some(x), Some(y)],
+                    vec![out],
+                    tfl::BuiltinOptionsT::AddOptions(Box::default()),
+                );
+                Ok(Param::Tensor(out, shape))
+            }
         }
     }
 
@@ -492,6 +578,66 @@ impl<'a, 'g> Unroll<'a, 'g> {
         Ok(self.unpack(x, dirs, dir_axis, &[batch, hidden], name))
     }
 
+    /// Per time step, `[batch, 1]` booleans telling which sequences are
+    /// still running (`None`: all of them, at every step).
+    fn step_masks(&mut self) -> Result<Vec<Option<TensorId>>> {
+        let (seq, batch) = (self.p.seq, self.p.batch);
+        let Some(v) = self.node.input(4) else {
+            return Ok(vec![None; seq]);
+        };
+        if let Some(t) = self.lx.constant(v)? {
+            let lens = t.to_i64_vec().map_err(|e| self.lx.error(e.to_string()))?;
+            if lens.iter().all(|&l| l == seq as i64) {
+                return Ok(vec![None; seq]);
+            }
+            return (0..seq)
+                .map(|t| {
+                    let valid: Vec<bool> = lens.iter().map(|&l| (t as i64) < l).collect();
+                    let data = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[batch, 1]), valid)
+                        .map_err(|e| self.lx.error(e.to_string()))?;
+                    let name = self.name(&format!("t{t}_valid"));
+                    self.lx.const_tensor(&name, &Tensor::Bool(data)).map(Some)
+                })
+                .collect();
+        }
+        let lens = self.lx.operand(v, Layout::Source)?;
+        (0..seq)
+            .map(|t| {
+                let name = self.name(&format!("t{t}"));
+                let step = self.lx.const_i32(&name, &[t as i32]);
+                let valid = self.lx.temp(
+                    &format!("{name}_valid_rows"),
+                    tfl::TensorType::BOOL,
+                    vec![batch as i32],
+                );
+                self.lx.op(
+                    tfl::BuiltinOperator::LESS,
+                    vec![Some(step), Some(lens)],
+                    vec![valid],
+                    tfl::BuiltinOptionsT::LessOptions(Box::default()),
+                );
+                let out = self.lx.temp(
+                    &format!("{name}_valid"),
+                    tfl::TensorType::BOOL,
+                    vec![batch as i32, 1],
+                );
+                self.reshape_into(valid, out, &[batch, 1]);
+                Ok(Some(out))
+            })
+            .collect()
+    }
+
+    fn select(&mut self, cond: TensorId, a: TensorId, b: TensorId, suffix: &str) -> TensorId {
+        let out = self.rows(suffix, self.p.hidden);
+        self.lx.op(
+            tfl::BuiltinOperator::SELECT_V2,
+            vec![Some(cond), Some(a), Some(b)],
+            vec![out],
+            tfl::BuiltinOptionsT::SelectV2Options(Box::default()),
+        );
+        out
+    }
+
     fn run(mut self) -> Result<()> {
         let p = &self.p;
         let (seq, batch, input, hidden) = (p.seq, p.batch, p.input, p.hidden);
@@ -500,18 +646,7 @@ impl<'a, 'g> Unroll<'a, 'g> {
         let gh = cell.gates() * hidden;
         let batch_first = p.attrs.batch_first;
 
-        let w = self
-            .weight(1)?
-            .ok_or_else(|| self.lx.error("W is required"))?;
-        let r = self
-            .weight(2)?
-            .ok_or_else(|| self.lx.error("R is required"))?;
-        let b = self.weight(3)?;
-        let peep = if cell == Cell::Lstm {
-            self.weight(7)?
-        } else {
-            None
-        };
+        let has_peepholes = cell == Cell::Lstm && self.node.input(7).is_some();
 
         let x_src = self
             .node
@@ -536,6 +671,12 @@ impl<'a, 'g> Unroll<'a, 'g> {
         };
         let one = self.lx.const_f32_scalar(&self.name("one"), 1.0);
 
+        let masks = self.step_masks()?;
+        let zeros = {
+            let z = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[batch, hidden]));
+            self.constant("zeros", z)?
+        };
+
         // hs[d][t]: the hidden state after time step t.
         let mut hs: Vec<Vec<TensorId>> = Vec::with_capacity(dirs);
         let mut last_h = Vec::with_capacity(dirs);
@@ -543,32 +684,26 @@ impl<'a, 'g> Unroll<'a, 'g> {
         for (d, &direction) in self.p.directions.clone().iter().enumerate() {
             let tag = |s: &str| format!("d{d}_{s}");
             let acts = self.p.activations[d].clone();
-            let wd = w.index_axis(Axis(0), d).to_owned();
-            let rd = r.index_axis(Axis(0), d).to_owned();
-            let (wb, rb) = match &b {
-                Some(b) => (
-                    b.slice(s![d, ..gh]).to_owned(),
-                    b.slice(s![d, gh..]).to_owned(),
-                ),
-                None => (ndarray::Array1::zeros(gh), ndarray::Array1::zeros(gh)),
-            };
-            // Recurrent biases that cannot be folded into the input projection
-            // (GRU with linear_before_reset: Rbh is scaled by the reset gate).
             let lbr = cell == Cell::Gru && self.p.attrs.linear_before_reset;
-            let mut input_bias = &wb + &rb;
-            let mut recurrent_bias = None;
-            if lbr {
-                input_bias
-                    .slice_mut(s![2 * hidden..])
-                    .assign(&wb.slice(s![2 * hidden..]));
-                let mut rbias = ndarray::Array1::<f32>::zeros(gh);
-                rbias
-                    .slice_mut(s![2 * hidden..])
-                    .assign(&rb.slice(s![2 * hidden..]));
-                recurrent_bias = Some(self.constant(&tag("rbias"), rbias.into_dyn())?);
-            }
-            let w_t = self.constant(&tag("w"), wd.into_dyn())?;
-            let bias_t = self.constant(&tag("bias"), input_bias.into_dyn())?;
+            let wb = self.param(3, d, 0, gh, &tag("wb"))?;
+            let rb = self.param(3, d, gh, 2 * gh, &tag("rb"))?;
+            // Both biases go into the input projection, except GRU's Rbh
+            // under linear_before_reset, which the reset gate scales: it
+            // becomes the bias of the recurrent projection's h part.
+            let (input_bias, recurrent_bias) = if lbr {
+                let mut zr = ndarray::ArrayD::<f32>::ones(ndarray::IxDyn(&[gh]));
+                zr.slice_mut(s![2 * hidden..]).fill(0.0);
+                let h_only = zr.mapv(|m| 1.0 - m);
+                let zero = Param::Const(ndarray::ArrayD::zeros(ndarray::IxDyn(&[gh])));
+                let input_bias = self.combine(&wb, &rb, Some(&zr), &tag("bias"))?;
+                let rec = self.combine(&zero, &rb, Some(&h_only), &tag("rbias"))?;
+                (input_bias, Some(self.materialize(&rec, &tag("rbias"))?))
+            } else {
+                (self.combine(&wb, &rb, None, &tag("bias"))?, None)
+            };
+            let w_d = self.param(1, d, 0, gh, &tag("w"))?;
+            let w_t = self.materialize(&w_d, &tag("w"))?;
+            let bias_t = self.materialize(&input_bias, &tag("bias"))?;
             let xw = self.fully_connected(x2d, w_t, Some(bias_t), seq * batch, gh, &tag("xw"));
             let steps_shape = if batch_first {
                 [batch, seq, gh]
@@ -585,30 +720,25 @@ impl<'a, 'g> Unroll<'a, 'g> {
             );
 
             let (r_main, r_hidden) = if cell == Cell::Gru && !lbr {
-                let zr = rd.slice(s![..2 * hidden, ..]).to_owned().into_dyn();
-                let hh = rd.slice(s![2 * hidden.., ..]).to_owned().into_dyn();
+                let zr = self.param(2, d, 0, 2 * hidden, &tag("r_zr"))?;
+                let hh = self.param(2, d, 2 * hidden, gh, &tag("r_h"))?;
                 (
-                    self.constant(&tag("r_zr"), zr)?,
-                    Some(self.constant(&tag("r_h"), hh)?),
+                    self.materialize(&zr, &tag("r_zr"))?,
+                    Some(self.materialize(&hh, &tag("r_h"))?),
                 )
             } else {
-                (self.constant(&tag("r"), rd.into_dyn())?, None)
+                let r = self.param(2, d, 0, gh, &tag("r"))?;
+                (self.materialize(&r, &tag("r"))?, None)
             };
-            let peephole = match &peep {
-                Some(pm) => {
-                    let row = pm.index_axis(Axis(0), d);
-                    let part = |k: usize| {
-                        row.slice(s![k * hidden..(k + 1) * hidden])
-                            .to_owned()
-                            .into_dyn()
-                    };
-                    Some([
-                        self.constant(&tag("p_i"), part(0))?,
-                        self.constant(&tag("p_o"), part(1))?,
-                        self.constant(&tag("p_f"), part(2))?,
-                    ])
+            let peephole = if has_peepholes {
+                let mut parts = [TensorId(0); 3];
+                for (k, name) in ["p_i", "p_o", "p_f"].into_iter().enumerate() {
+                    let part = self.param(7, d, k * hidden, (k + 1) * hidden, &tag(name))?;
+                    parts[k] = self.materialize(&part, &tag(name))?;
                 }
-                None => None,
+                Some(parts)
+            } else {
+                None
             };
 
             let mut h = h0[d];
@@ -621,6 +751,7 @@ impl<'a, 'g> Unroll<'a, 'g> {
                     step
                 };
                 let st = |s: &str| format!("d{d}_t{t}_{s}");
+                let (h_prev, c_prev) = (h, c);
                 match cell {
                     Cell::Lstm => {
                         let rec = self.fully_connected(h, r_main, None, batch, gh, &st("rec"));
@@ -706,6 +837,14 @@ impl<'a, 'g> Unroll<'a, 'g> {
                     }
                 }
                 outs[t] = h;
+                if let Some(valid) = masks[t] {
+                    // Past a sequence's end the state holds and Y is zero.
+                    outs[t] = self.select(valid, h, zeros, &st("y"));
+                    h = self.select(valid, h, h_prev, &st("h_kept"));
+                    if cell == Cell::Lstm {
+                        c = self.select(valid, c, c_prev, &st("c_kept"));
+                    }
+                }
             }
             hs.push(outs);
             last_h.push(h);
@@ -744,5 +883,90 @@ impl<'a, 'g> Unroll<'a, 'g> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::tflite::lower::{LowerOptions, lower as lower_graph};
+    use crate::ir::text::parse;
+
+    const LSTM: &str = "{\"hidden_size\":2,\"direction\":\"DIR\",\"activations\":ACTS,\"activation_alpha\":[],\"activation_beta\":[],\"clip\":null,\"batch_first\":false,\"input_forget\":false,\"linear_before_reset\":false}";
+
+    fn graph(direction: &str, activations: &str, seq: usize, state_inputs: bool) -> Graph {
+        let dirs = if direction == "Bidirectional" { 2 } else { 1 };
+        let attrs = LSTM.replace("DIR", direction).replace("ACTS", activations);
+        let ones = |n: usize| format!("[{}]", vec!["0.5"; n].join(","));
+        let (state_decl, states) = if state_inputs {
+            (
+                format!("  input h0: f32[{dirs},1,2]\n  input c0: f32[{dirs},1,2]\n"),
+                "h0, c0",
+            )
+        } else {
+            (String::new(), "_, _")
+        };
+        parse(&format!(
+            "graph g {{
+  input x: f32[{seq},1,3]
+{state_decl}  weight w: f32[{dirs},8,3] = {}
+  weight r: f32[{dirs},8,2] = {}
+  node l: y: f32[{seq},{dirs},1,2], yh: f32[{dirs},1,2], yc: f32[{dirs},1,2] = Lstm {attrs} (x, w, r, _, _, {states})
+  output y, yh, yc
+}}",
+            ones(dirs * 24),
+            ones(dirs * 16)
+        ))
+        .unwrap()
+    }
+
+    fn count(model: &crate::formats::tflite::model::TflModel, code: tfl::BuiltinOperator) -> usize {
+        model.operators.iter().filter(|o| o.code == code).count()
+    }
+
+    #[test]
+    fn lstm_unrolls_into_stateless_builtins() {
+        let g = graph("Forward", "[]", 3, true);
+        let node = g.nodes().next().unwrap().1;
+        assert_eq!(support(&g, node), Support::Native);
+        let model = lower_graph(&g, &LowerOptions::default()).unwrap();
+        // One input projection, then one recurrent projection per step.
+        assert_eq!(count(&model, tfl::BuiltinOperator::FULLY_CONNECTED), 4);
+        assert_eq!(count(&model, tfl::BuiltinOperator::SPLIT), 3);
+        assert_eq!(count(&model, tfl::BuiltinOperator::LOGISTIC), 9);
+        assert_eq!(count(&model, tfl::BuiltinOperator::TANH), 6);
+        assert_eq!(
+            count(&model, tfl::BuiltinOperator::UNIDIRECTIONAL_SEQUENCE_LSTM),
+            0
+        );
+        assert!(model.tensors.iter().all(|t| !t.is_variable));
+        assert_eq!(model.outputs.len(), 3);
+    }
+
+    #[test]
+    fn bidirectional_lstm_unpacks_states_and_stacks_outputs() {
+        let g = graph("Bidirectional", "[]", 2, true);
+        let model = lower_graph(&g, &LowerOptions::default()).unwrap();
+        assert_eq!(count(&model, tfl::BuiltinOperator::FULLY_CONNECTED), 6);
+        // h0 and c0 split per direction; steps of each direction's projection.
+        assert_eq!(count(&model, tfl::BuiltinOperator::UNPACK), 4);
+        // Y over (step, direction), Y_h and Y_c over directions.
+        assert_eq!(count(&model, tfl::BuiltinOperator::PACK), 3);
+    }
+
+    #[test]
+    fn unsupported_activations_and_lengths_say_why() {
+        let g = graph("Forward", "[\"Sigmoid\",\"Elu\",\"Tanh\"]", 2, false);
+        let node = g.nodes().next().unwrap().1;
+        let Support::Unsupported(why) = support(&g, node) else {
+            panic!("Elu is not supported")
+        };
+        assert!(why.contains("activation 'elu'"), "{why}");
+        let g = graph("Forward", "[]", MAX_STEPS + 1, false);
+        let node = g.nodes().next().unwrap().1;
+        let Support::Unsupported(why) = support(&g, node) else {
+            panic!("too long")
+        };
+        assert!(why.contains("would unroll"), "{why}");
     }
 }
