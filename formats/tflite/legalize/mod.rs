@@ -4,6 +4,7 @@
 mod attention;
 mod build;
 mod norm;
+mod quant;
 mod shapes;
 
 use crate::formats::target::Support;
@@ -16,6 +17,7 @@ pub fn passes() -> Vec<Box<dyn Pass>> {
         Box::new(shapes::RefineShapes),
         Box::new(norm::DecomposeNorms),
         Box::new(attention::DecomposeAttention),
+        Box::new(quant::DecomposeQuantization),
     ]
 }
 
@@ -48,4 +50,10 @@ pub fn support(g: &Graph, node: &Node) -> Support {
         )),
         Err(why) => Support::Unsupported(why),
     }
+}
+
+/// `Ok` when the legalization turns this QuantizeLinear or DequantizeLinear
+/// (with computed parameters) into arithmetic, else why not.
+pub fn quantization_arithmetic(g: &Graph, node: &Node) -> Result<(), String> {
+    quant::check(g, node)
 }

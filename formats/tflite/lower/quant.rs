@@ -150,7 +150,12 @@ fn plan(g: &Graph, node: &Node) -> std::result::Result<(DType, Params), String> 
 pub fn support(g: &Graph, node: &Node) -> Support {
     match plan(g, node) {
         Ok(_) => Support::Native,
-        Err(why) => Support::Unsupported(why),
+        Err(why) => match super::super::legalize::quantization_arithmetic(g, node) {
+            Ok(()) => {
+                Support::AfterLegalize("computed quantization parameters become arithmetic".into())
+            }
+            Err(_) => Support::Unsupported(why),
+        },
     }
 }
 
@@ -305,28 +310,35 @@ mod tests {
     }
 
     #[test]
-    fn computed_parameters_blocks_and_matmulinteger_are_refused() {
+    fn computed_parameters_become_arithmetic_blocks_and_matmulinteger_are_refused() {
         let g = parse(
             "graph g {
   input x: i8[2,4]
+  input w: i32[2,4]
   input s: f32[]
   weight sb: f32[2,2] = [1,1,1,1]
   weight a: u8[2,2] = [1,2,3,4]
   node dq: y: f32[2,4] = DequantizeLinear {\"axis\":1,\"block_size\":0} (x, s, _)
+  node dw: yw: f32[2,4] = DequantizeLinear {\"axis\":1,\"block_size\":0} (w, s, _)
   node db: yb: f32[2,4] = DequantizeLinear {\"axis\":1,\"block_size\":2} (x, sb, _)
   node mi: m: i32[2,2] = MatMulInteger (a, a, _, _)
-  output y, yb, m
+  output y, yw, yb, m
 }",
         )
         .unwrap();
-        let reasons: Vec<String> = g
-            .nodes()
-            .map(|(_, n)| match support(&g, n) {
+        let support: Vec<Support> = g.nodes().map(|(_, n)| support(&g, n)).collect();
+        assert!(
+            matches!(support[0], Support::AfterLegalize(_)),
+            "{support:?}"
+        );
+        let reasons: Vec<&String> = support[1..]
+            .iter()
+            .map(|s| match s {
                 Support::Unsupported(why) => why,
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert!(reasons[0].contains("must be a constant"), "{reasons:?}");
+        assert!(reasons[0].contains("not i32"), "{reasons:?}");
         assert!(reasons[1].contains("blocked"), "{reasons:?}");
         assert!(reasons[2].contains("MatMulInteger"), "{reasons:?}");
     }
