@@ -7,7 +7,8 @@
 //!   Round being half-to-even as in ONNX.
 //!
 //! A per-axis parameter is reshaped to `[C, 1, ...]` so it broadcasts along
-//! its axis.
+//! its axis. MatMulInteger, which TFLite has no builtin for, becomes a float32
+//! MatMul of the shifted operands when every partial sum is exact.
 
 use crate::ir::error::Result;
 use crate::ir::ops::{CastAttrs, Op};
@@ -50,6 +51,9 @@ fn exact_in_f32(d: DType) -> bool {
 /// `Ok` when the pass rewrites `node` (a quantization op with a computed
 /// parameter), else why not.
 pub fn check(g: &Graph, node: &Node) -> std::result::Result<(), String> {
+    if node.op == Op::MatMulInteger {
+        return check_matmul_integer(g, node);
+    }
     let (axis, block_size, int, float_side) = match &node.op {
         Op::DequantizeLinear(a) => (a.axis, a.block_size, node.input(0), node.outputs[0]),
         Op::QuantizeLinear(a) => (
@@ -112,6 +116,75 @@ pub fn check(g: &Graph, node: &Node) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Largest inner dimension for which a float32 matmul of 8-bit operands
+/// (shifted by their zero points, so within [-255, 255]) is exact: every
+/// partial sum stays below 2^24.
+const MAX_EXACT_INNER: usize = (1 << 24) / (255 * 255);
+
+/// MatMulInteger of 2-D or batched 8-bit operands, computed in float32 where
+/// that is exact.
+fn check_matmul_integer(g: &Graph, node: &Node) -> std::result::Result<(), String> {
+    let shape = |i: usize| node.input(i).and_then(|v| static_shape(g, v));
+    let (a, b) = (
+        shape(0).ok_or("A needs a static shape")?,
+        shape(1).ok_or("B needs a static shape")?,
+    );
+    for i in 0..4 {
+        if let Some(v) = node.input(i)
+            && !matches!(g.fact(v).dtype, Some(DType::I8 | DType::U8))
+        {
+            return Err(format!("'{}' must be int8 or uint8", g.value(v).name));
+        }
+    }
+    if a.len() < 2 || b.len() < 2 {
+        return Err("1-D MatMulInteger operands are not supported".into());
+    }
+    let inner = a[a.len() - 1];
+    if inner > MAX_EXACT_INNER {
+        return Err(format!(
+            "MatMulInteger has no TFLite builtin, and an inner dimension of {inner} (above {MAX_EXACT_INNER}) is not exact in float32"
+        ));
+    }
+    let rows = a[a.len() - 2];
+    let cols = b[b.len() - 1];
+    for (i, len, what) in [(2, rows, "a row of A"), (3, cols, "a column of B")] {
+        if let Some(zp) = shape(i) {
+            let n: usize = zp.iter().product();
+            if n != 1 && !(zp.len() == 1 && n == len) {
+                return Err(format!("zero point {i} must be a scalar or one per {what}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn matmul_integer(b: &mut Builder, node: &Node) -> Result<PatchValue> {
+    let shifted =
+        |b: &mut Builder, i: usize, zp: usize, name: &str, per_row: bool| -> Result<PatchValue> {
+            let x = b.tap(required(node, i)?);
+            let x = b.op2(&format!("{name}_float"), cast(DType::F32), &[x])?;
+            let Some(zp) = node.input(zp) else {
+                return Ok(x);
+            };
+            let n: usize = b.shape(b.tap(zp))?.iter().product();
+            // A's per-row zero points broadcast along its columns.
+            let target: &[usize] = if n == 1 {
+                &[]
+            } else if per_row {
+                &[n, 1]
+            } else {
+                &[n]
+            };
+            let z = b.reshaped_param(&format!("{name}_zero_point"), zp, target)?;
+            let z = b.op2(&format!("{name}_zero_point_float"), cast(DType::F32), &[z])?;
+            b.op2(&format!("{name}_shifted"), Op::Sub, &[x, z])
+        };
+    let a = shifted(b, 0, 2, "a", true)?;
+    let bb = shifted(b, 1, 3, "b", false)?;
+    let y = b.op2("product", Op::MatMul, &[a, bb])?;
+    b.op2("as_int32", cast(DType::I32), &[y])
+}
+
 /// `v` (a parameter of a node whose integer side has `rank` axes) shaped to
 /// broadcast: scalars as they are, per-axis vectors as `[C, 1, ...]`.
 fn broadcastable(
@@ -137,6 +210,9 @@ fn cast(to: DType) -> Op {
 }
 
 fn decompose(b: &mut Builder, node: &Node) -> Result<PatchValue> {
+    if node.op == Op::MatMulInteger {
+        return matmul_integer(b, node);
+    }
     let x = required(node, 0)?;
     let scale = required(node, 1)?;
     let zp = node.input(2);
@@ -231,6 +307,29 @@ mod tests {
             assert_eq!(rules, ["tflite_quantization_arithmetic"]);
             assert_same(&before, &after, 0.0, 0.0);
         }
+    }
+
+    #[test]
+    fn small_matmul_integer_is_an_exact_float_matmul() {
+        let text = "graph g {
+  input a: u8[2,3,4]
+  input b: i8[4,5]
+  weight za: u8[3] = [1,200,3]
+  weight zb: i8[] = [-7]
+  node m: y: i32[2,3,5] = MatMulInteger (a, b, za, zb)
+  output y
+}";
+        let (before, after, rules) = run_pass(text, DecomposeQuantization);
+        assert_eq!(rules, ["tflite_quantization_arithmetic"]);
+        assert_same(&before, &after, 3.0, 0.0);
+        let big = "graph g {
+  input a: u8[2,300]
+  input b: u8[300,2]
+  node m: y: i32[2,2] = MatMulInteger (a, b, _, _)
+  output y
+}";
+        let (_, _, rules) = run_pass(big, DecomposeQuantization);
+        assert!(rules.is_empty());
     }
 
     #[test]
