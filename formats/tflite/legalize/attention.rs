@@ -13,6 +13,8 @@
 //! Y = MatMul(probs, V)                             back to [B, L, H*Dv] for 3-D
 //! ```
 //!
+//! Float16 and bfloat16 inputs are cast to float32 and the result back.
+//!
 //! Masked positions get a large finite negative bias instead of `-inf`: the
 //! softmax of a partly masked row is the same (the exponentials underflow to
 //! zero), and a fully masked row stays finite, so multiplying it by zero
@@ -21,7 +23,7 @@
 use crate::ir::error::Result;
 use crate::ir::ops::{AttentionAttrs, CastAttrs, SoftmaxAttrs};
 use crate::ir::patch::PatchValue;
-use crate::ir::{DType, Graph, Node, NodeId, Op, OpKind};
+use crate::ir::{DType, Graph, Node, NodeId, Op, OpKind, ValueId};
 use crate::passes::{Changed, Pass, PassCx};
 
 use super::build::{Builder, required, static_shape, taken_names};
@@ -129,24 +131,22 @@ pub fn check(g: &Graph, node: &Node) -> std::result::Result<(), String> {
     let Op::Attention(a) = &node.op else {
         return Err(format!("{} is not Attention", node.op.name()));
     };
-    for (i, &v) in node
-        .inputs
-        .iter()
-        .flatten()
-        .chain(&node.outputs)
-        .enumerate()
+    let dtype_of = |v: ValueId| g.fact(v).dtype;
+    let q_dtype = node.input(0).and_then(dtype_of);
+    let Some(dtype) = q_dtype.filter(|d| matches!(d, DType::F32 | DType::F16 | DType::BF16)) else {
+        return Err(format!(
+            "Q is {}; the TFLite decomposition of Attention takes float32, float16 or bfloat16",
+            q_dtype.map_or("unknown".to_string(), |d| d.name())
+        ));
+    };
+    let same = [node.input(1), node.input(2), Some(node.outputs[0])];
+    if same.iter().any(|v| v.and_then(dtype_of) != Some(dtype)) {
+        return Err("Q, K, V and Y must share one dtype".into());
+    }
+    if let Some(mask) = node.input(3)
+        && !matches!(dtype_of(mask), Some(d) if d == dtype || d == DType::Bool || d == DType::F32)
     {
-        let value = g.value(v);
-        let dtype = value.fact.dtype;
-        let mask = i == 3 && node.input(3) == Some(v);
-        let ok = dtype == Some(DType::F32) || (mask && dtype == Some(DType::Bool));
-        if !ok {
-            return Err(format!(
-                "value '{}' is {}; the TFLite decomposition of Attention is float32 only (bool or float32 mask)",
-                value.name,
-                dtype.map_or("unknown".to_string(), |d| d.name())
-            ));
-        }
+        return Err(format!("attn_mask must be bool or {}", dtype.name()));
     }
     let d = dims(g, node, a)?;
     if let Some(mask) = node.input(3) {
@@ -180,6 +180,11 @@ fn decompose(b: &mut Builder, node: &Node) -> Result<PatchValue> {
     let d = dims(b.graph(), node, a).map_err(|e| b.error(e))?;
     let input = |i: usize| required(node, i);
     let (q, k, v) = (b.tap(input(0)?), b.tap(input(1)?), b.tap(input(2)?));
+    // Half-precision attention is computed in float32, as the IR does.
+    let dtype = b.dtype(q)?;
+    let q = to_f32(b, "q", q)?;
+    let k = to_f32(b, "k", k)?;
+    let v = to_f32(b, "v", v)?;
     let (q, k, v) = if d.three_d {
         (
             split_heads(b, "q", q, d.q_heads)?,
@@ -234,11 +239,31 @@ fn decompose(b: &mut Builder, node: &Node) -> Result<PatchValue> {
     )?;
     let y = b.op2("attended", Op::MatMul, &[probs, v])?;
     let y = b.reshape("attended_heads", y, &[d.batch, d.q_heads, d.q_len, d.v_dim])?;
-    if !d.three_d {
+    let y = if d.three_d {
+        let y = b.transpose("merge_heads", y, &[0, 2, 1, 3])?;
+        b.reshape("merged", y, &[d.batch, d.q_len, d.q_heads * d.v_dim])?
+    } else {
+        y
+    };
+    if dtype == DType::F32 {
         return Ok(y);
     }
-    let y = b.transpose("merge_heads", y, &[0, 2, 1, 3])?;
-    b.reshape("merged", y, &[d.batch, d.q_len, d.q_heads * d.v_dim])
+    let back = Op::Cast(CastAttrs {
+        to: dtype,
+        saturate: true,
+    });
+    b.op2("y_cast", back, &[y])
+}
+
+fn to_f32(b: &mut Builder, name: &str, x: PatchValue) -> Result<PatchValue> {
+    if b.dtype(x)? == DType::F32 {
+        return Ok(x);
+    }
+    let cast = Op::Cast(CastAttrs {
+        to: DType::F32,
+        saturate: true,
+    });
+    b.op2(&format!("{name}_f32"), cast, &[x])
 }
 
 /// `[B, L, H*D]` -> `[B, H, L, D]`.
@@ -264,6 +289,7 @@ fn bias(b: &mut Builder, node: &Node, a: &AttentionAttrs, d: &Dims) -> Result<Op
             let masked = b.scalar("mask_masked", DType::F32, MASKED)?;
             b.op2("mask_bias", Op::Where, &[mask, zero, masked])?
         } else {
+            let mask = to_f32(b, "mask", mask)?;
             let floor = b.scalar("mask_floor", DType::F32, MASKED)?;
             b.op2("mask_bias", Op::Max, &[mask, floor])?
         };
@@ -349,6 +375,22 @@ mod tests {
 }}",
             attrs(true, "null", "4", "2")
         ));
+    }
+
+    #[test]
+    fn half_precision_is_computed_in_float32() {
+        let k = same(&format!(
+            "graph g {{
+  input q: f16[1,2,3,4]
+  input k: f16[1,2,3,4]
+  input v: f16[1,2,3,4]
+  input m: f16[3,3]
+  node a: y: f16[1,2,3,4] = Attention {} (q, k, v, m)
+  output y
+}}",
+            attrs(true, "null", "null", "null")
+        ));
+        assert_eq!(k.iter().filter(|&&op| op == "Cast").count(), 6);
     }
 
     #[test]
