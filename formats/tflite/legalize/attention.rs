@@ -13,7 +13,7 @@
 //! Y = MatMul(probs, V)                             back to [B, L, H*Dv] for 3-D
 //! ```
 //!
-//! Float16 and bfloat16 inputs are cast to float32 and the result back.
+//! Float16 inputs are cast to float32 and the result back.
 //!
 //! Masked positions get a large finite negative bias instead of `-inf`: the
 //! softmax of a partly masked row is the same (the exponentials underflow to
@@ -133,9 +133,9 @@ pub fn check(g: &Graph, node: &Node) -> std::result::Result<(), String> {
     };
     let dtype_of = |v: ValueId| g.fact(v).dtype;
     let q_dtype = node.input(0).and_then(dtype_of);
-    let Some(dtype) = q_dtype.filter(|d| matches!(d, DType::F32 | DType::F16 | DType::BF16)) else {
+    let Some(dtype) = q_dtype.filter(|d| matches!(d, DType::F32 | DType::F16)) else {
         return Err(format!(
-            "Q is {}; the TFLite decomposition of Attention takes float32, float16 or bfloat16",
+            "Q is {}; the TFLite decomposition of Attention takes float32 or float16 (TFLite casts no bfloat16)",
             q_dtype.map_or("unknown".to_string(), |d| d.name())
         ));
     };
