@@ -57,3 +57,57 @@ pub fn support(g: &Graph, node: &Node) -> Support {
 pub fn quantization_arithmetic(g: &Graph, node: &Node) -> Result<(), String> {
     quant::check(g, node)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::tflite::lower::{Family, family};
+    use crate::ir::text::parse;
+    use crate::passes::{RunOptions, run_stages};
+
+    #[test]
+    fn what_support_promises_the_stage_rewrites() {
+        let mut g = parse(
+            "graph g {
+  input x: f32[2,3,4]
+  input q: f32[1,2,3,4]
+  input s: f32[]
+  input h: f16[2,4]
+  weight w: f32[4] = [1,2,3,4]
+  weight hs: f16[4] = [1,2,3,4]
+  node ln: y: f32[2,3,4] = LayerNormalization {\"axis\":-1,\"epsilon\":1e-5} (x, w, w)
+  node at: z: f32[1,2,3,4] = Attention {\"is_causal\":true,\"scale\":null,\"q_num_heads\":null,\"kv_num_heads\":null} (q, q, q, _)
+  node qz: u: u8[2,3,4] = QuantizeLinear {\"axis\":1,\"saturate\":true,\"block_size\":0,\"output_dtype\":null} (x, s, _)
+  node rms: r: f16[2,4] = RmsNormalization {\"axis\":-1,\"epsilon\":1e-5} (h, hs)
+  output y, z, u, r
+}",
+        )
+        .unwrap();
+        let promised: Vec<(String, Support)> = g
+            .nodes()
+            .map(|(id, n)| {
+                (
+                    n.name.clone(),
+                    crate::formats::tflite::lower::support(&g, id),
+                )
+            })
+            .collect();
+        for (name, s) in &promised {
+            match name.as_str() {
+                "rms" => assert!(matches!(s, Support::Unsupported(_)), "{s:?}"),
+                _ => assert!(matches!(s, Support::AfterLegalize(_)), "{name}: {s:?}"),
+            }
+        }
+        run_stages(&mut g, &[stage()], &RunOptions::default()).unwrap();
+        let left: Vec<&str> = g
+            .nodes()
+            .filter(|(_, n)| family(n.op.kind()) == Family::Decomposed)
+            .map(|(_, n)| n.name.as_str())
+            .collect();
+        assert_eq!(left, ["rms"]);
+        assert!(
+            g.nodes()
+                .all(|(_, n)| n.op.kind() != OpKind::QuantizeLinear)
+        );
+    }
+}
