@@ -3,9 +3,9 @@
 //! facts of the values computed from them keep the symbols inference gave
 //! them on import. TFLite needs static shapes, and these are static now.
 
-use crate::ir::Graph;
 use crate::ir::error::Result;
 use crate::ir::infer::infer_graph;
+use crate::ir::{Fact, Graph, ValueId};
 use crate::passes::{Changed, Pass, PassCx};
 
 pub struct RefineShapes;
@@ -16,9 +16,16 @@ impl Pass for RefineShapes {
     }
 
     fn run(&self, g: &mut Graph, _cx: &mut PassCx) -> Result<Changed> {
-        let before: Vec<_> = g.values().map(|(_, v)| v.fact.clone()).collect();
-        infer_graph(g)?;
-        let changed = g.values().zip(&before).any(|((_, v), old)| v.fact != *old);
+        let before: Vec<(ValueId, Fact)> = g.values().map(|(id, v)| (id, v.fact.clone())).collect();
+        if infer_graph(g).is_err() {
+            // Inference contradicting the imported facts refines nothing;
+            // the checks after legalization report what stays dynamic.
+            for (id, fact) in before {
+                g.value_mut(id).fact = fact;
+            }
+            return Ok(Changed::No);
+        }
+        let changed = before.iter().any(|(id, old)| g.fact(*id) != old);
         Ok(Changed::from_bool(changed))
     }
 }
