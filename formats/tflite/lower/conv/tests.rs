@@ -918,3 +918,35 @@ fn computed_weights_are_reordered_by_ops() {
     assert_eq!(codes(&m).iter().filter(|&&c| c == B::PAD).count(), 2);
     assert_eq!(codes(&m).last(), Some(&B::TRANSPOSE_CONV));
 }
+
+#[test]
+fn eight_bit_max_pools_pad_with_the_type_minimum() {
+    let m = nhwc(&format!(
+        "graph g {{
+  input x: i8[1,1,4,4]
+  node p: y: i8[1,1,4,4] = {} (x)
+  output y
+}}",
+        pool(
+            "MaxPool",
+            "[2,2]",
+            "[1,1]",
+            "{\"Explicit\":[1,1,0,0]}",
+            false,
+            false
+        )
+    ));
+    assert_eq!(codes(&m), [B::PADV2, B::MAX_POOL_2D]);
+    let value = input(find(&m, B::PADV2), 2);
+    assert_eq!(m.tensor(value).dtype, tfl::TensorType::INT8);
+    assert_eq!(m.tensor(value).data.as_deref(), Some(&[0x80u8][..]));
+    assert_eq!(find(&m, B::MAX_POOL_2D).version, 2);
+    let why = unsupported(
+        "graph g {
+  input x: u8[1,1,4,4]
+  node p: y: u8[1,1,3,3] = AveragePool {\"kernel_shape\":[2,2],\"strides\":[1,1],\"dilations\":[],\"padding\":{\"Explicit\":[0,0,0,0]},\"ceil_mode\":false,\"count_include_pad\":false} (x)
+  output y
+}",
+    );
+    assert!(why.contains("f32"), "{why}");
+}
