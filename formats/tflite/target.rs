@@ -12,7 +12,7 @@ use super::write::{OffsetBuffers, write_model};
 use crate::formats::target::{
     EmitReport, Support, Target, require_static_inputs, require_supported,
 };
-use crate::ir::error::Result;
+use crate::ir::error::{Error, Result, Unsupported};
 use crate::ir::{Graph, NodeId};
 use crate::passes::{Stage, presets};
 use crate::progress::Progress;
@@ -50,6 +50,7 @@ impl Target for TfliteTarget {
     fn emit(&self, g: &Graph, out: &Path, progress: &dyn Progress) -> Result<EmitReport> {
         require_static_inputs(self, g)?;
         require_supported(self, g)?;
+        require_nonempty_outputs(g)?;
         let mut model = lower(g, &self.lower)?;
         model.description = format!("edgeconv {}", env!("CARGO_PKG_VERSION"));
         if let Some(p) = &self.provenance {
@@ -92,6 +93,26 @@ impl Target for TfliteTarget {
             notes,
             lowered,
         })
+    }
+}
+
+/// LiteRT cannot hand out a tensor with zero elements as a model output.
+fn require_nonempty_outputs(g: &Graph) -> Result<()> {
+    let empty: Vec<Unsupported> = g
+        .outputs
+        .iter()
+        .filter(|&&v| g.fact(v).shape.element_count() == Some(0))
+        .map(|&v| Unsupported {
+            node: g.value(v).name.clone(),
+            op: "graph output".into(),
+            reason: "tflite target: the output has zero elements, which LiteRT cannot return"
+                .into(),
+        })
+        .collect();
+    if empty.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Unsupported(empty))
     }
 }
 
