@@ -334,7 +334,7 @@ fn crop(lx: &mut Lowerer, t: TensorId, pads: &[(i64, i64)], name: &str) -> Tenso
 }
 
 /// GATHER of `indices` along `axis` of `t` into a new tensor of `shape`.
-fn gather(
+pub(super) fn gather(
     lx: &mut Lowerer,
     t: TensorId,
     axis: usize,

@@ -3,6 +3,7 @@
 
 use crate::ir::error::Result;
 use crate::ir::ops::PoolAttrs;
+use crate::ir::tensor::Tensor;
 use crate::ir::{DType, Graph, Node, Op};
 
 use super::super::super::schema as tfl;
@@ -23,6 +24,8 @@ pub(super) struct PoolPlan {
     rescale: Option<Vec<f32>>,
 }
 
+const MAX_TYPES: &[DType] = &[DType::F32, DType::U8, DType::I8];
+
 fn attrs(node: &Node) -> std::result::Result<(&PoolAttrs, bool), String> {
     match &node.op {
         Op::MaxPool(a) => Ok((a, true)),
@@ -33,7 +36,9 @@ fn attrs(node: &Node) -> std::result::Result<(&PoolAttrs, bool), String> {
 
 pub(super) fn plan(g: &Graph, node: &Node) -> std::result::Result<PoolPlan, String> {
     let (a, max) = attrs(node)?;
-    dtypes_in(g, node, &[DType::F32])?;
+    // Without quantization parameters the 8-bit max pool kernels compare
+    // raw values (XNNPACK leaves them to the builtin kernels).
+    dtypes_in(g, node, if max { MAX_TYPES } else { &[DType::F32] })?;
     let (x, y) = (input_of(node, 0)?, output_of(node)?);
     let xs = shape_of(g, x)?;
     if !matches!(xs.len(), 3 | 4) {
@@ -135,9 +140,17 @@ pub(super) fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
     if let WindowPads::Explicit(p) = &plan.pads {
         let name = format!("{}_padded", lx.g.value(x).name);
         // Padded cells must never win a max.
-        let fill = plan
-            .max
-            .then(|| lx.const_f32_scalar(&format!("{name}_value"), f32::MIN));
+        let fill = if plan.max {
+            let lowest = match lx.dtype(x)? {
+                DType::U8 => Tensor::from_bytes(DType::U8, &[], &[0]),
+                DType::I8 => Tensor::from_bytes(DType::I8, &[], &[0x80]),
+                _ => Ok(Tensor::scalar_f32(f32::MIN)),
+            }
+            .map_err(|e| lx.error(e.to_string()))?;
+            Some(lx.const_tensor(&format!("{name}_value"), &lowest)?)
+        } else {
+            None
+        };
         xt = pad_hw(lx, xt, p, fill, &name);
     }
     let [h, w] = plan.axes;
@@ -148,7 +161,8 @@ pub(super) fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
     let pooled = match plan.rescale {
         Some(_) => {
             let name = format!("{}_sum", lx.g.value(y).name);
-            lx.temp(&name, tfl::TensorType::FLOAT32, dims_i32(&shape))
+            let dtype = lx.model.tensor(sink.first).dtype;
+            lx.temp(&name, dtype, dims_i32(&shape))
         }
         None => sink.first,
     };
@@ -157,8 +171,13 @@ pub(super) fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
     } else {
         tfl::BuiltinOperator::AVERAGE_POOL_2D
     };
-    lx.op(
+    let version = match lx.dtype(x)? {
+        DType::I8 => 2,
+        _ => 1,
+    };
+    lx.op_version(
         code,
+        version,
         vec![Some(xt)],
         vec![pooled],
         tfl::BuiltinOptionsT::Pool2DOptions(Box::new(tfl::Pool2DOptionsT {

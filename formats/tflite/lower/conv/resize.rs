@@ -1,4 +1,4 @@
-//! Resize of the H and W axes: RESIZE_BILINEAR and RESIZE_NEAREST_NEIGHBOR.
+//! Resize: RESIZE_BILINEAR and RESIZE_NEAREST_NEIGHBOR when one reproduces ONNX, else taps.
 //!
 //! TFLite has three coordinate mappings (plain, align_corners,
 //! half_pixel_centers). Rather than matching attribute names, the plan
@@ -6,118 +6,318 @@
 //! uses (as the IR reference does) and the one TFLite's kernel computes (in
 //! float32, as the kernel does), and takes the first flag setting under
 //! which they agree: exactly for nearest, to within float rounding for
-//! linear.
+//! linear. Every other resize (cubic, antialiasing, other roundings,
+//! tf_crop_and_resize, batch or channel axes, ranks other than 4) becomes
+//! per-axis taps read off the IR reference: one GATHER per tap, weighted by
+//! MUL and summed by ADD.
 
 use crate::ir::error::Result;
+use crate::ir::eval::eval_op;
 use crate::ir::ops::{
     AspectRatioPolicy, CoordinateTransform, NearestMode, ResizeAttrs, ResizeMode,
 };
-use crate::ir::{DType, Graph, Node};
+use crate::ir::tensor::Tensor;
+use crate::ir::{DType, Graph, Node, Op};
+use ndarray::{ArrayD, IxDyn};
 
+use super::super::super::model::TensorId;
 use super::super::super::schema as tfl;
 use super::super::{Layout, Lowerer, dims_i32};
-use super::{constant_of, input_of, output_of, shape_of};
+use super::pad::gather;
+use super::{constant_of, f32_tensor, input_of, output_of, shape_of, shape_usize};
+
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum ResizePlan {
+    /// RESIZE_BILINEAR or RESIZE_NEAREST_NEIGHBOR on channels-last.
+    Builtin(Builtin),
+    /// Per resized axis, in whatever layout the input is stored: GATHERs of
+    /// the interpolation taps, weighted (MUL) and summed (ADD), plus the
+    /// extrapolation value where tf_crop_and_resize samples outside.
+    Taps(Vec<AxisTaps>),
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct ResizePlan {
+pub(super) struct Builtin {
     nearest: bool,
     align_corners: bool,
     half_pixel_centers: bool,
     size: [usize; 2],
 }
 
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct AxisTaps {
+    /// Source axis.
+    axis: usize,
+    output: usize,
+    slots: Vec<Slot>,
+    /// Added after the weighted sum (extrapolated positions).
+    offset: Option<Vec<f32>>,
+}
+
+/// One tap of every output position: the input index it reads and its
+/// weight (`None`: all ones).
+#[derive(Clone, Debug, PartialEq)]
+struct Slot {
+    index: Vec<i32>,
+    weight: Option<Vec<f32>>,
+}
+
 const LINEAR_TYPES: &[DType] = &[DType::F32];
 const NEAREST_TYPES: &[DType] = &[DType::F32, DType::I32, DType::I16, DType::I8, DType::U8];
+/// Types GATHER moves; only float32 is weighted.
+const GATHER_TYPES: &[DType] = &[
+    DType::F32,
+    DType::I8,
+    DType::U8,
+    DType::I16,
+    DType::I32,
+    DType::I64,
+    DType::Bool,
+];
+/// Input x output cells of one axis the tap table may hold.
+const TABLE_LIMIT: usize = 1 << 22;
 
 pub(super) fn plan(
     g: &Graph,
     node: &Node,
     a: &ResizeAttrs,
 ) -> std::result::Result<ResizePlan, String> {
-    let nearest = match a.mode {
-        ResizeMode::Nearest => true,
-        ResizeMode::Linear => false,
-        ResizeMode::Cubic => {
-            return Err("cubic resize: TFLite has bilinear and nearest-neighbor only".into());
-        }
-    };
-    if a.coordinate_transform == CoordinateTransform::TfCropAndResize {
-        return Err("tf_crop_and_resize: TFLite's resize ops have no region of interest".into());
-    }
     let (x, y) = (input_of(node, 0)?, output_of(node)?);
-    let types = if nearest { NEAREST_TYPES } else { LINEAR_TYPES };
-    for v in [x, y] {
-        let dtype = g.fact(v).dtype;
-        if !dtype.is_some_and(|d| types.contains(&d)) {
-            return Err(format!(
-                "value '{}' is {}; TFLite's {} resize takes {}",
-                g.value(v).name,
-                dtype.map_or("unknown".to_string(), |d| d.name()),
-                if nearest { "nearest" } else { "bilinear" },
-                types
-                    .iter()
-                    .map(|d| d.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
+    let dtype = g.fact(x).dtype.ok_or("the input's dtype is unknown")?;
+    if g.fact(y).dtype != Some(dtype) {
+        return Err("input and output types differ".into());
     }
     let xs = shape_of(g, x)?;
     let ys = shape_of(g, y)?;
-    if xs.len() != 4 || ys.len() != 4 {
-        return Err(format!(
-            "a rank-{} input: TFLite resizes the spatial axes of 4-D tensors",
-            xs.len()
-        ));
+    if xs.len() != ys.len() {
+        return Err("input and output ranks differ".into());
     }
     if xs.contains(&0) || ys.contains(&0) {
         return Err("empty tensors".into());
     }
     let scales = scales(g, node, a, &xs, &ys)?;
-    for ax in 0..2 {
-        let identity = xs[ax] == ys[ax] && (scales[ax] == 1.0 || xs[ax] == 1);
-        if !identity {
-            return Err("resizing the batch or channel axis: TFLite resizes H and W only".into());
+    if let Some(b) = builtin(a, dtype, &xs, &ys, &scales) {
+        return Ok(ResizePlan::Builtin(b));
+    }
+    let float = dtype == DType::F32;
+    if !GATHER_TYPES.contains(&dtype) || (!float && a.mode != ResizeMode::Nearest) {
+        return Err(format!(
+            "{dtype} {:?} resize: TFLite's resize kernels cannot reproduce it and the tap form needs float32 (or nearest)",
+            a.mode
+        ));
+    }
+    let roi = match node.input(1) {
+        Some(r) if a.coordinate_transform == CoordinateTransform::TfCropAndResize => {
+            let values = constant_of(g, r)?
+                .ok_or("the roi is computed; the TFLite target needs it constant")?
+                .to_f64_vec();
+            Some(values)
         }
+        _ => None,
+    };
+    let mut axes = Vec::new();
+    for ax in 0..xs.len() {
+        if xs[ax] == ys[ax] && scales[ax] == 1.0 && roi.is_none() {
+            continue;
+        }
+        let roi = match &roi {
+            Some(r) => Some(axis_roi(r, a, xs.len(), ax)?),
+            None => None,
+        };
+        let taps = axis_taps(a, ax, xs[ax], ys[ax], scales[ax], roi)?;
+        let identity = match taps.slots.as_slice() {
+            [slot] => {
+                taps.offset.is_none()
+                    && slot.weight.is_none()
+                    && slot.index.iter().enumerate().all(|(i, &j)| i as i32 == j)
+                    && xs[ax] == ys[ax]
+            }
+            _ => false,
+        };
+        if identity {
+            continue;
+        }
+        if !float && (taps.offset.is_some() || taps.slots.iter().any(|s| s.weight.is_some())) {
+            return Err(format!(
+                "{dtype} resize with extrapolation: the tap form weights float32 only"
+            ));
+        }
+        axes.push(taps);
     }
-    if a.antialias && !nearest && scales[2..].iter().any(|&s| s < 1.0) {
-        return Err("antialiased downscaling: TFLite's bilinear resize does not filter".into());
+    Ok(ResizePlan::Taps(axes))
+}
+
+/// The TFLite builtin that reproduces this resize, if one does.
+fn builtin(
+    a: &ResizeAttrs,
+    dtype: DType,
+    xs: &[usize],
+    ys: &[usize],
+    scales: &[f64],
+) -> Option<Builtin> {
+    let nearest = match a.mode {
+        ResizeMode::Nearest => true,
+        ResizeMode::Linear => false,
+        ResizeMode::Cubic => return None,
+    };
+    let types = if nearest { NEAREST_TYPES } else { LINEAR_TYPES };
+    let batch_and_channels_kept =
+        (0..2).all(|ax| xs[ax] == ys[ax] && (scales[ax] == 1.0 || xs[ax] == 1));
+    if a.coordinate_transform == CoordinateTransform::TfCropAndResize
+        || !types.contains(&dtype)
+        || xs.len() != 4
+        || !batch_and_channels_kept
+        || (a.antialias && !nearest && scales[2..].iter().any(|&s| s < 1.0))
+    {
+        return None;
     }
-    for (align_corners, half_pixel_centers) in [(false, false), (false, true), (true, false)] {
-        let agrees = (2..4).all(|ax| {
-            let (input, output) = (xs[ax], ys[ax]);
-            (0..output).all(|o| {
-                let onnx = onnx_coordinate(a.coordinate_transform, o, input, output, scales[ax]);
-                if nearest {
-                    let want = onnx_nearest(onnx, a.nearest_mode, input);
-                    want == tfl_nearest(o, input, output, align_corners, half_pixel_centers)
-                } else {
-                    let want = onnx.clamp(0.0, (input - 1) as f64);
-                    let got = tfl_bilinear(o, input, output, align_corners, half_pixel_centers);
-                    (want - got).abs() <= 2e-6 * input.max(8) as f64
-                }
+    [(false, false), (false, true), (true, false)]
+        .into_iter()
+        .find(|&(align_corners, half_pixel_centers)| {
+            (2..4).all(|ax| {
+                let (input, output) = (xs[ax], ys[ax]);
+                (0..output).all(|o| {
+                    let onnx =
+                        onnx_coordinate(a.coordinate_transform, o, input, output, scales[ax]);
+                    if nearest {
+                        let want = onnx_nearest(onnx, a.nearest_mode, input);
+                        want == tfl_nearest(o, input, output, align_corners, half_pixel_centers)
+                    } else {
+                        let want = onnx.clamp(0.0, (input - 1) as f64);
+                        let got = tfl_bilinear(o, input, output, align_corners, half_pixel_centers);
+                        (want - got).abs() <= 2e-6 * input.max(8) as f64
+                    }
+                })
             })
-        });
-        if agrees {
-            return Ok(ResizePlan {
-                nearest,
-                align_corners,
-                half_pixel_centers,
-                size: [ys[2], ys[3]],
-            });
+        })
+        .map(|(align_corners, half_pixel_centers)| Builtin {
+            nearest,
+            align_corners,
+            half_pixel_centers,
+            size: [ys[2], ys[3]],
+        })
+}
+
+/// (start, end) of the roi for source axis `ax`.
+fn axis_roi(
+    roi: &[f64],
+    a: &ResizeAttrs,
+    rank: usize,
+    ax: usize,
+) -> std::result::Result<(f64, f64), String> {
+    if roi.len() == 2 * rank {
+        return Ok((roi[ax], roi[ax + rank]));
+    }
+    let resized = resized_axes(a, rank)?;
+    if roi.len() != 2 * resized.len() {
+        return Err(format!(
+            "roi of {} values for {} axes",
+            roi.len(),
+            resized.len()
+        ));
+    }
+    Ok(match resized.iter().position(|&r| r == ax) {
+        Some(i) => (roi[i], roi[i + resized.len()]),
+        None => (0.0, 1.0),
+    })
+}
+
+fn resized_axes(a: &ResizeAttrs, rank: usize) -> std::result::Result<Vec<usize>, String> {
+    match &a.axes {
+        Some(axes) => axes
+            .iter()
+            .map(|&ax| {
+                let ax = if ax < 0 { ax + rank as i64 } else { ax };
+                usize::try_from(ax)
+                    .ok()
+                    .filter(|&ax| ax < rank)
+                    .ok_or_else(|| format!("axis {ax} is out of range"))
+            })
+            .collect(),
+        None => Ok((0..rank).collect()),
+    }
+}
+
+/// The taps of one axis, read off the IR reference: resizing the identity
+/// matrix gives every output's input weights, resizing zeros the
+/// extrapolated constant.
+fn axis_taps(
+    a: &ResizeAttrs,
+    axis: usize,
+    input: usize,
+    output: usize,
+    scale: f64,
+    roi: Option<(f64, f64)>,
+) -> std::result::Result<AxisTaps, String> {
+    if input.saturating_mul(output) > TABLE_LIMIT {
+        return Err(format!(
+            "resizing an axis of {input} to {output}: too large to tabulate as taps"
+        ));
+    }
+    if (input as f64 * scale).floor() as usize != output {
+        return Err(format!(
+            "scale {scale} does not give {output} from {input} (aspect-ratio rounding)"
+        ));
+    }
+    let attrs = ResizeAttrs {
+        axes: Some(vec![1]),
+        keep_aspect_ratio_policy: AspectRatioPolicy::Stretch,
+        ..a.clone()
+    };
+    let op = Op::Resize(attrs);
+    let scales = Tensor::F64(ArrayD::from_elem(IxDyn(&[1]), scale));
+    let roi = roi.map(|(s, e)| {
+        Tensor::F64(ArrayD::from_shape_vec(IxDyn(&[2]), vec![s, e]).expect("2 values"))
+    });
+    let probe = |x: &Tensor| -> std::result::Result<Vec<f64>, String> {
+        let out = eval_op(&op, &[Some(x), roi.as_ref(), Some(&scales), None])?;
+        Ok(out[0].to_f64_vec())
+    };
+    let identity = Tensor::F64(ArrayD::from_shape_fn(IxDyn(&[input, input]), |i| {
+        f64::from(u8::from(i[0] == i[1]))
+    }));
+    let zeros = Tensor::F64(ArrayD::zeros(IxDyn(&[1, input])));
+    let matrix = probe(&identity)?;
+    let offset = probe(&zeros)?;
+    if matrix.len() != input * output || offset.len() != output {
+        return Err("the reference resize gave an unexpected shape".into());
+    }
+    let mut taps: Vec<Vec<(usize, f64)>> = vec![Vec::new(); output];
+    for i in 0..input {
+        for o in 0..output {
+            let w = matrix[i * output + o] - offset[o];
+            if w != 0.0 {
+                taps[o].push((i, w));
+            }
         }
     }
-    Err(format!(
-        "{:?} coordinates{}: no TFLite resize mapping reproduces them for {:?} -> {:?}",
-        a.coordinate_transform,
-        if nearest {
-            format!(" with {:?} rounding", a.nearest_mode)
-        } else {
-            String::new()
-        },
-        &xs[2..],
-        &ys[2..]
-    ))
+    let count = taps.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    let slots = (0..count)
+        .map(|j| {
+            let index: Vec<i32> = taps
+                .iter()
+                .map(|t| t.get(j).map_or(0, |&(i, _)| i as i32))
+                .collect();
+            let weight: Vec<f32> = taps
+                .iter()
+                .map(|t| t.get(j).map_or(0.0, |&(_, w)| w as f32))
+                .collect();
+            Slot {
+                index,
+                weight: weight.iter().any(|&w| w != 1.0).then_some(weight),
+            }
+        })
+        .collect();
+    let offset = offset
+        .iter()
+        .any(|&c| c != 0.0)
+        .then(|| offset.iter().map(|&c| c as f32).collect());
+    Ok(AxisTaps {
+        axis,
+        output,
+        slots,
+        offset,
+    })
 }
 
 /// The scale ONNX uses for each axis (output = input * scale): from the
@@ -130,19 +330,7 @@ fn scales(
     ys: &[usize],
 ) -> std::result::Result<Vec<f64>, String> {
     let rank = xs.len();
-    let resized: Vec<usize> = match &a.axes {
-        Some(axes) => axes
-            .iter()
-            .map(|&ax| {
-                let ax = if ax < 0 { ax + rank as i64 } else { ax };
-                usize::try_from(ax)
-                    .ok()
-                    .filter(|&ax| ax < rank)
-                    .ok_or_else(|| format!("axis {ax} is out of range"))
-            })
-            .collect::<std::result::Result<_, _>>()?,
-        None => (0..rank).collect(),
-    };
+    let resized = resized_axes(a, rank)?;
     let present = |i: usize| {
         node.input(i)
             .filter(|&v| g.fact(v).shape.as_fixed().is_none_or(|s| !s.contains(&0)))
@@ -282,24 +470,27 @@ fn tfl_bilinear(o: usize, input: usize, output: usize, align: bool, half: bool) 
 }
 
 pub(super) fn lower(lx: &mut Lowerer, node: &Node, a: &ResizeAttrs) -> Result<()> {
-    let plan = plan(lx.g, node, a).map_err(|e| lx.error(e))?;
+    match plan(lx.g, node, a).map_err(|e| lx.error(e))? {
+        ResizePlan::Builtin(b) => lower_builtin(lx, node, b),
+        ResizePlan::Taps(axes) => lower_taps(lx, node, &axes),
+    }
+}
+
+fn lower_builtin(lx: &mut Lowerer, node: &Node, plan: Builtin) -> Result<()> {
     let (x, y) = (lx.input(node, 0)?, node.outputs[0]);
     let xt = lx.operand(x, Layout::ChannelsLast)?;
     let size = lx.const_i32(&format!("{}_size", node.name), &dims_i32(&plan.size));
     let out = lx.define(y, Layout::ChannelsLast)?;
-    let int8 = matches!(lx.dtype(x)?, DType::I8);
+    let dtype = lx.dtype(x)?;
     let flags = plan.align_corners || plan.half_pixel_centers;
     let (code, version, options) = if plan.nearest {
         (
             tfl::BuiltinOperator::RESIZE_NEAREST_NEIGHBOR,
-            if lx.dtype(x)? == DType::I16 {
-                4
-            } else if flags {
-                3
-            } else if int8 {
-                2
-            } else {
-                1
+            match dtype {
+                DType::I16 => 4,
+                _ if flags => 3,
+                DType::I8 => 2,
+                _ => 1,
             },
             tfl::BuiltinOptionsT::ResizeNearestNeighborOptions(Box::new(
                 tfl::ResizeNearestNeighborOptionsT {
@@ -325,5 +516,85 @@ pub(super) fn lower(lx: &mut Lowerer, node: &Node, a: &ResizeAttrs) -> Result<()
         vec![out],
         options,
     );
+    Ok(())
+}
+
+/// A binary elementwise op into a new tensor shaped like `a`.
+fn binary(
+    lx: &mut Lowerer,
+    code: tfl::BuiltinOperator,
+    a: TensorId,
+    b: TensorId,
+    name: &str,
+) -> TensorId {
+    let dtype = lx.model.tensor(a).dtype;
+    let shape = lx.model.tensor(a).shape.clone();
+    let out = lx.temp(name, dtype, shape);
+    let options = match code {
+        tfl::BuiltinOperator::MUL => tfl::BuiltinOptionsT::MulOptions(Box::default()),
+        _ => tfl::BuiltinOptionsT::AddOptions(Box::default()),
+    };
+    lx.op(code, vec![Some(a), Some(b)], vec![out], options);
+    out
+}
+
+fn lower_taps(lx: &mut Lowerer, node: &Node, axes: &[AxisTaps]) -> Result<()> {
+    let (x, y) = (lx.input(node, 0)?, node.outputs[0]);
+    let rank = lx.rank(x)?;
+    let layout = lx.common_layout(&[x], rank);
+    let mut t = lx.operand(x, layout)?;
+    let name = lx.g.value(y).name.clone();
+    if axes.is_empty() {
+        let out = lx.define(y, layout)?;
+        super::reshape_into(lx, t, out);
+        return Ok(());
+    }
+    for ax in axes {
+        let stored = layout.stored_axis(ax.axis, rank);
+        let mut shape = shape_usize(lx, t);
+        shape[stored] = ax.output;
+        let mut along = vec![1; rank];
+        along[stored] = ax.output;
+        let hint = format!("{name}_axis{}", ax.axis);
+        let mut acc: Option<TensorId> = None;
+        for (j, slot) in ax.slots.iter().enumerate() {
+            let mut term = gather(
+                lx,
+                t,
+                stored,
+                &slot.index,
+                &shape,
+                &format!("{hint}_tap{j}"),
+            );
+            if let Some(w) = &slot.weight {
+                let w = f32_tensor(&along, w.clone())?;
+                let w = lx.const_tensor(&format!("{hint}_weight{j}"), &w)?;
+                term = binary(
+                    lx,
+                    tfl::BuiltinOperator::MUL,
+                    term,
+                    w,
+                    &format!("{hint}_term{j}"),
+                );
+            }
+            acc = Some(match acc {
+                None => term,
+                Some(sum) => binary(
+                    lx,
+                    tfl::BuiltinOperator::ADD,
+                    sum,
+                    term,
+                    &format!("{hint}_sum{j}"),
+                ),
+            });
+        }
+        t = acc.expect("every axis has a tap");
+        if let Some(c) = &ax.offset {
+            let c = f32_tensor(&along, c.clone())?;
+            let c = lx.const_tensor(&format!("{hint}_extrapolated"), &c)?;
+            t = binary(lx, tfl::BuiltinOperator::ADD, t, c, &format!("{hint}_out"));
+        }
+    }
+    lx.alias(y, t, layout);
     Ok(())
 }

@@ -635,26 +635,82 @@ fn resize_from_sizes() {
 }
 
 #[test]
-fn resizes_tflite_cannot_reproduce_are_refused() {
-    let why = unsupported(&resize_graph(
+fn resizes_no_builtin_reproduces_become_weighted_gathers() {
+    let count = |m: &TflModel, code: B| codes(m).iter().filter(|&&c| c == code).count();
+    // Cubic: four taps per axis.
+    let m = nhwc(&resize_graph(
         &resize("Cubic", "HalfPixel", "RoundPreferFloor"),
-        2,
         4,
+        8,
     ));
-    assert!(why.contains("cubic"), "{why}");
-    let why = unsupported(&resize_graph(
+    assert_eq!(
+        (count(&m, B::GATHER), count(&m, B::MUL), count(&m, B::ADD)),
+        (8, 8, 6)
+    );
+    let gather = find(&m, B::GATHER);
+    match &gather.options {
+        tfl::BuiltinOptionsT::GatherOptions(o) => assert_eq!(o.axis, 1),
+        other => panic!("{other:?}"),
+    }
+    // Nearest rounding no TFLite kernel has: one gather per axis, unweighted.
+    let m = nhwc(&resize_graph(
         &resize("Nearest", "Asymmetric", "Ceil"),
         2,
         4,
     ));
-    assert!(why.contains("no TFLite resize mapping"), "{why}");
-    let why = unsupported(&resize_graph(
+    assert_eq!(codes(&m), [B::GATHER, B::GATHER]);
+    assert_eq!(i32s(&m, input(&m.operators[0], 1)), [0, 1, 1, 1]);
+    // Antialiased downscaling: the filter's taps.
+    let m = nhwc(&resize_graph(
         &resize("Linear", "HalfPixel", "RoundPreferFloor")
             .replace("\"antialias\":false", "\"antialias\":true"),
         4,
         2,
     ));
-    assert!(why.contains("antialias"), "{why}");
+    assert!(count(&m, B::GATHER) > 4, "{:?}", codes(&m));
+    // tf_crop_and_resize outside the roi takes the extrapolation value.
+    let m = nhwc(&format!(
+        "graph g {{
+  input x: f32[1,1,4,4]
+  weight r: f32[8] = [0,0,0.4,0.6,1,1,1.2,0.7]
+  weight s: f32[4] = [1,1,1,1]
+  node n: y: f32[1,1,4,4] = {} (x, r, s, _)
+  output y
+}}",
+        resize("Linear", "TfCropAndResize", "RoundPreferFloor").replace(
+            "\"extrapolation_value\":0.0",
+            "\"extrapolation_value\":10.0"
+        )
+    ));
+    let offsets: Vec<Vec<f32>> = m
+        .operators
+        .iter()
+        .filter(|o| o.code == B::ADD && m.tensor(input(o, 1)).data.is_some())
+        .map(|o| f32s(&m, input(o, 1)))
+        .collect();
+    // Rows 0.4..1.2 of 4: the last one samples past the end.
+    assert_eq!(offsets, [vec![0.0, 0.0, 0.0, 10.0]]);
+}
+
+#[test]
+fn resizes_that_need_runtime_values_are_refused() {
+    let why = unsupported(
+        "graph g {
+  input x: f32[1,1,2,2]
+  input s: f32[4]
+  node r: y: f32[1,1,4,4] = RESIZE (x, _, s, _)
+  output y
+}"
+        .replace("RESIZE", &resize("Linear", "HalfPixel", "RoundPreferFloor"))
+        .as_str(),
+    );
+    assert!(why.contains("scales are computed"), "{why}");
+    let why = unsupported(
+        &resize_graph(&resize("Linear", "HalfPixel", "RoundPreferFloor"), 2, 4)
+            .replace("f32[1,2,2,2]", "i32[1,2,2,2]")
+            .replace("f32[1,2,4,4]", "i32[1,2,4,4]"),
+    );
+    assert!(why.contains("float32"), "{why}");
 }
 
 fn pad_graph(x: &str, y: &str, mode: &str, pads: &[i64], value: &str) -> String {
@@ -861,4 +917,36 @@ fn computed_weights_are_reordered_by_ops() {
     assert_eq!(shape(&m, filter), [2, 3, 3, 1]);
     assert_eq!(codes(&m).iter().filter(|&&c| c == B::PAD).count(), 2);
     assert_eq!(codes(&m).last(), Some(&B::TRANSPOSE_CONV));
+}
+
+#[test]
+fn eight_bit_max_pools_pad_with_the_type_minimum() {
+    let m = nhwc(&format!(
+        "graph g {{
+  input x: i8[1,1,4,4]
+  node p: y: i8[1,1,4,4] = {} (x)
+  output y
+}}",
+        pool(
+            "MaxPool",
+            "[2,2]",
+            "[1,1]",
+            "{\"Explicit\":[1,1,0,0]}",
+            false,
+            false
+        )
+    ));
+    assert_eq!(codes(&m), [B::PADV2, B::MAX_POOL_2D]);
+    let value = input(find(&m, B::PADV2), 2);
+    assert_eq!(m.tensor(value).dtype, tfl::TensorType::INT8);
+    assert_eq!(m.tensor(value).data.as_deref(), Some(&[0x80u8][..]));
+    assert_eq!(find(&m, B::MAX_POOL_2D).version, 2);
+    let why = unsupported(
+        "graph g {
+  input x: u8[1,1,4,4]
+  node p: y: u8[1,1,3,3] = AveragePool {\"kernel_shape\":[2,2],\"strides\":[1,1],\"dilations\":[],\"padding\":{\"Explicit\":[0,0,0,0]},\"ceil_mode\":false,\"count_include_pad\":false} (x)
+  output y
+}",
+    );
+    assert!(why.contains("f32"), "{why}");
 }
