@@ -51,6 +51,13 @@ pub trait Target {
 
     fn support(&self, g: &Graph, node: NodeId) -> Support;
 
+    /// Whole-graph requirements checked before per-node support (e.g. static
+    /// input shapes), so the user gets the one fix instead of every node it
+    /// affects.
+    fn require_graph(&self, _g: &Graph) -> Result<()> {
+        Ok(())
+    }
+
     /// Writes the artifact for `g` at `out` (plus any side files next to it).
     /// Implementations call [`require_supported`] first; nothing may be left
     /// at `out` when this fails.

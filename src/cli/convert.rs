@@ -226,6 +226,9 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
     };
     let report = run_stages(&mut g, &stages, &options).map_err(|e| e.in_file(&req.model))?;
     let optimized = start.elapsed();
+    target
+        .require_graph(&g)
+        .map_err(|e| e.in_file(&req.model))?;
     let model_name = req.model.display().to_string();
     let precheck = CoverageReport::of(target.as_ref(), &g, &model_name, &BTreeMap::new())
         .map_err(|e| e.in_file(&req.model))?;
