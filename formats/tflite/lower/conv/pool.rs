@@ -19,9 +19,12 @@ pub(super) struct PoolPlan {
     max: bool,
     axes: [Axis; 2],
     pads: WindowPads,
-    /// AveragePool after a PAD: `kernel size / ONNX divisor` per output
-    /// cell (`[H', W']`), when the divisor is not the kernel size everywhere.
-    rescale: Option<Vec<f32>>,
+    /// AveragePool after a PAD: per axis (H, W), `kernel length / ONNX
+    /// divisor` for each output position, where the divisor is not the
+    /// kernel length everywhere. The divisor of a window is the product of
+    /// its axes' counts, so two vectors rescale it (vectors also stay float32
+    /// under `--quant fp16`).
+    rescale: [Option<Vec<f32>>; 2],
 }
 
 const MAX_TYPES: &[DType] = &[DType::F32, DType::U8, DType::I8];
@@ -74,7 +77,7 @@ pub(super) fn plan(g: &Graph, node: &Node) -> std::result::Result<PoolPlan, Stri
             max,
             pads: WindowPads::choose(&axes),
             axes,
-            rescale: None,
+            rescale: [None, None],
         });
     }
     let touches = axes.iter().any(Axis::touches_padding);
@@ -83,7 +86,7 @@ pub(super) fn plan(g: &Graph, node: &Node) -> std::result::Result<PoolPlan, Stri
             max,
             pads: WindowPads::Valid,
             axes,
-            rescale: None,
+            rescale: [None, None],
         });
     }
     // SAME average pooling divides by the cells inside the input, as
@@ -93,20 +96,24 @@ pub(super) fn plan(g: &Graph, node: &Node) -> std::result::Result<PoolPlan, Stri
             max,
             pads: WindowPads::Same,
             axes,
-            rescale: None,
+            rescale: [None, None],
         });
     }
     let pads = WindowPads::Explicit(axes.iter().map(|a| (a.begin, a.reach())).collect());
     let counts = axes.map(|ax| divisors(&ax, a.count_include_pad));
-    let kernel = (axes[0].kernel * axes[1].kernel) as f32;
-    let mut rescale = Vec::with_capacity(counts[0].len() * counts[1].len());
-    for &ch in &counts[0] {
-        for &cw in &counts[1] {
-            let n = (ch * cw) as f32;
-            rescale.push(if n == 0.0 { 0.0 } else { kernel / n });
-        }
-    }
-    let rescale = rescale.iter().any(|&r| r != 1.0).then_some(rescale);
+    let rescale = [0, 1].map(|i| {
+        let factors: Vec<f32> = counts[i]
+            .iter()
+            .map(|&n| {
+                if n == 0 {
+                    0.0
+                } else {
+                    axes[i].kernel as f32 / n as f32
+                }
+            })
+            .collect();
+        factors.iter().any(|&f| f != 1.0).then_some(factors)
+    });
     Ok(PoolPlan {
         max,
         axes,
@@ -158,13 +165,18 @@ pub(super) fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
     let c = lx.shape(x)?[1];
     let shape = [n, h.output, w.output, c];
     let sink = Sink::new(lx, y, &shape, None)?;
-    let pooled = match plan.rescale {
-        Some(_) => {
-            let name = format!("{}_sum", lx.g.value(y).name);
-            let dtype = lx.model.tensor(sink.first).dtype;
-            lx.temp(&name, dtype, dims_i32(&shape))
-        }
-        None => sink.first,
+    let scaled: Vec<(usize, &Vec<f32>)> = plan
+        .rescale
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
+        .collect();
+    let dtype = lx.model.tensor(sink.first).dtype;
+    let name = lx.g.value(y).name.clone();
+    let pooled = if scaled.is_empty() {
+        sink.first
+    } else {
+        lx.temp(&format!("{name}_sum"), dtype, dims_i32(&shape))
     };
     let code = if plan.max {
         tfl::BuiltinOperator::MAX_POOL_2D
@@ -189,16 +201,24 @@ pub(super) fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
             fused_activation_function: tfl::ActivationFunctionType::NONE,
         })),
     );
-    if let Some(rescale) = plan.rescale {
-        let name = format!("{}_divisor", node.name);
-        let factor = f32_tensor(&[1, h.output, w.output, 1], rescale)?;
-        let factor = lx.const_tensor(&name, &factor)?;
+    let mut cur = pooled;
+    for (k, &(i, factors)) in scaled.iter().enumerate() {
+        let mut along = [1, 1, 1, 1];
+        along[i + 1] = factors.len();
+        let factor = f32_tensor(&along, factors.clone())?;
+        let factor = lx.const_tensor(&format!("{}_divisor{i}", node.name), &factor)?;
+        let out = if k + 1 == scaled.len() {
+            sink.first
+        } else {
+            lx.temp(&format!("{name}_rescaled{i}"), dtype, dims_i32(&shape))
+        };
         lx.op(
             tfl::BuiltinOperator::MUL,
-            vec![Some(pooled), Some(factor)],
-            vec![sink.first],
+            vec![Some(cur), Some(factor)],
+            vec![out],
             tfl::BuiltinOptionsT::MulOptions(Box::default()),
         );
+        cur = out;
     }
     sink.finish(lx)
 }
