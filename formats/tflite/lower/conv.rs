@@ -346,7 +346,8 @@ fn shape_usize(lx: &Lowerer, t: TensorId) -> Vec<usize> {
         .collect()
 }
 
-/// PAD (or PADV2 with `value`) of the H and W axes of NHWC `t`.
+/// PAD (or PADV2 with `value`) of the spatial axes of channels-last `t`
+/// (`pads[i]` for stored axis `i + 1`).
 fn pad_hw(
     lx: &mut Lowerer,
     t: TensorId,
@@ -355,7 +356,8 @@ fn pad_hw(
     name: &str,
 ) -> TensorId {
     let mut shape = shape_usize(lx, t);
-    let mut paddings = vec![0i32; 8];
+    let rank = shape.len();
+    let mut paddings = vec![0i32; 2 * rank];
     for (i, &(b, e)) in pads.iter().enumerate() {
         paddings[2 * (i + 1)] = b as i32;
         paddings[2 * (i + 1) + 1] = e as i32;
@@ -363,7 +365,7 @@ fn pad_hw(
     }
     let dtype = lx.model.tensor(t).dtype;
     let out = lx.temp(name, dtype, dims_i32(&shape));
-    let paddings = lx.const_i32_shaped(&format!("{name}_paddings"), &paddings, &[4, 2]);
+    let paddings = lx.const_i32_shaped(&format!("{name}_paddings"), &paddings, &[rank, 2]);
     let (code, options) = match value {
         None => (
             tfl::BuiltinOperator::PAD,
