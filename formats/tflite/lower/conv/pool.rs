@@ -47,7 +47,7 @@ pub(super) struct SlicedPlan {
 }
 
 /// Kernel offsets the sliced form unrolls at most.
-const SLICED_TAPS: usize = 64;
+const SLICED_TAPS: usize = 128;
 
 const MAX_TYPES: &[DType] = &[DType::F32, DType::U8, DType::I8];
 
