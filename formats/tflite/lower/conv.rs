@@ -186,6 +186,9 @@ fn windows(
             end: 0,
             output: 0,
         };
+        if a.input == 0 {
+            return Err(format!("spatial axis {d} is empty"));
+        }
         let span = a.span();
         (a.begin, a.end) = match padding {
             Padding::Valid => (0, 0),

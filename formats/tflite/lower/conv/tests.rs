@@ -1017,3 +1017,24 @@ fn dilated_and_3d_pools_are_unrolled_into_strided_slices() {
         .collect();
     assert_eq!(muls, vec![vec![0.5, 1.0 / 3.0]; 3]);
 }
+
+#[test]
+fn degenerate_shapes_are_refused_not_lowered() {
+    let why = unsupported(
+        "graph g {
+  input x: f32[1,3]
+  weight p: i64[4] = [0,-3,0,1]
+  node n: y: f32[1,1] = Pad {\"mode\":\"Constant\"} (x, p)
+  output y
+}",
+    );
+    assert!(why.contains("crop an axis away"), "{why}");
+    let why = unsupported(
+        "graph g {
+  input x: f32[1,1,0,4]
+  node p: y: f32[1,1,0,3] = MaxPool {\"kernel_shape\":[1,2],\"strides\":[],\"dilations\":[],\"padding\":{\"Explicit\":[0,0,0,0]},\"ceil_mode\":true,\"count_include_pad\":false} (x)
+  output y
+}",
+    );
+    assert!(why.contains("empty"), "{why}");
+}
