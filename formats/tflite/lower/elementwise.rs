@@ -781,11 +781,11 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
 }
 
 /// How far [`may_carry_infinity`] follows producers.
-const INFINITY_SEARCH_DEPTH: usize = 12;
+pub(super) const INFINITY_SEARCH_DEPTH: usize = 12;
 
 /// Whether `v` may hold an infinity taken from a constant (attention masks
 /// built with -inf), following ops that pass values on.
-fn may_carry_infinity(g: &Graph, v: ValueId, depth: usize) -> bool {
+pub(super) fn may_carry_infinity(g: &Graph, v: ValueId, depth: usize) -> bool {
     let mut seen = std::collections::HashSet::new();
     let mut stack = vec![(v, depth)];
     while let Some((v, depth)) = stack.pop() {
@@ -809,8 +809,10 @@ fn may_carry_infinity(g: &Graph, v: ValueId, depth: usize) -> bool {
         }
         let node = g.node(node);
         let data_inputs: &[Option<ValueId>] = match node.op {
-            Op::Where => &node.inputs[1..],
+            Op::Where | Op::Pad(_) => &node.inputs[..],
             Op::Cast(_)
+            | Op::ReduceMax(_)
+            | Op::ReduceMin(_)
             | Op::CastLike(_)
             | Op::Reshape(_)
             | Op::Expand
@@ -838,9 +840,10 @@ fn may_carry_infinity(g: &Graph, v: ValueId, depth: usize) -> bool {
 }
 
 /// The reference ADD and SUB clamp their results to the finite range, so
-/// an infinite sum comes out as the largest float: put the infinities back
-/// (only a finite result of exactly +-FLT_MAX is then taken for infinite).
-fn unclamp(e: &mut Emit, sum: TensorId, y: TensorId) -> Result<()> {
+/// an infinite sum comes out as the largest float (and REDUCE_MAX/MIN start
+/// from it): put the infinities back (only a finite result of exactly
+/// +-FLT_MAX is then taken for infinite).
+pub(super) fn unclamp(e: &mut Emit, sum: TensorId, y: TensorId) -> Result<()> {
     let max = e.scalar(f64::from(f32::MAX), DType::F32)?;
     let min = e.scalar(f64::from(f32::MIN), DType::F32)?;
     let inf = e.scalar(f64::INFINITY, DType::F32)?;

@@ -17,16 +17,19 @@ use crate::ir::ops::{ReduceAttrs, SoftmaxAttrs};
 use crate::ir::tensor::Tensor;
 use crate::ir::{DType, Graph, Node, Op, ValueId};
 
-use super::elementwise::{Emit, MAX_RANK, max_rank};
+use super::elementwise::{
+    Emit, INFINITY_SEARCH_DEPTH, MAX_RANK, max_rank, may_carry_infinity, unclamp,
+};
 use super::support::dtypes_in;
 use super::{Layout, Lowerer};
 
 use tfl::BuiltinOperator as B;
 
-const F32: &[DType] = &[DType::F32];
+/// float16 computes in float32 and is cast back.
+const F32_OR_F16: &[DType] = &[DType::F32, DType::F16];
 /// TFLite's TRANSPOSE takes at most this many dimensions.
 const MAX_TRANSPOSE_RANK: usize = 6;
-const SUM_TYPES: &[DType] = &[DType::F32, DType::I32, DType::I64];
+const SUM_TYPES: &[DType] = &[DType::F32, DType::I32, DType::I64, DType::F16];
 /// REDUCE_MAX/MIN compare raw values; 8/16-bit types need equal (absent)
 /// quantization on input and output, which holds.
 const MINMAX_TYPES: &[DType] = &[
@@ -37,8 +40,9 @@ const MINMAX_TYPES: &[DType] = &[
     DType::I8,
     DType::U8,
     DType::Bool,
+    DType::F16,
 ];
-const ARG_TYPES: &[DType] = &[DType::F32, DType::I32, DType::I8, DType::U8];
+const ARG_TYPES: &[DType] = &[DType::F32, DType::I32, DType::I8, DType::U8, DType::F16];
 const CUMSUM_TYPES: &[DType] = &[DType::F32, DType::I32, DType::I64];
 
 pub fn support(g: &Graph, node: &Node) -> Support {
@@ -99,8 +103,8 @@ fn check(g: &Graph, node: &Node) -> Result<Support, String> {
             let allowed: &[DType] = match node.op {
                 Op::ReduceSum(_) | Op::ReduceProd(_) | Op::ReduceSumSquare(_) => SUM_TYPES,
                 Op::ReduceMax(_) | Op::ReduceMin(_) => MINMAX_TYPES,
-                Op::ReduceL1(_) => &[DType::F32, DType::I32],
-                _ => F32,
+                Op::ReduceL1(_) => &[DType::F32, DType::I32, DType::F16],
+                _ => F32_OR_F16,
             };
             data_dtypes(g, node, allowed)?;
             Ok(Support::Native)
@@ -138,7 +142,7 @@ fn check(g: &Graph, node: &Node) -> Result<Support, String> {
                 return Err("softmax of a scalar".into());
             }
             let axis = normalize_axis(a.axis, rank)?;
-            dtypes_in(g, node, F32)?;
+            dtypes_in(g, node, F32_OR_F16)?;
             if rank > MAX_TRANSPOSE_RANK && axis != rank - 1 && !a.coerce_2d {
                 return Err(format!(
                     "softmax over axis {axis} of rank {rank}: TFLite normalizes the last axis and TRANSPOSE takes at most {MAX_TRANSPOSE_RANK} dimensions"
@@ -515,7 +519,6 @@ fn reduce(lx: &mut Lowerer, node: &Node, attrs: &ReduceAttrs, code: B) -> Result
         }
         Axes::Runtime(_) => (Layout::Source, Layout::Source, Vec::new()),
     };
-    let xt = lx.operand(x, in_layout)?;
     let runtime_axes = match axes {
         Axes::Runtime(v) => {
             let t = lx.operand(v, Layout::Source)?;
@@ -523,8 +526,9 @@ fn reduce(lx: &mut Lowerer, node: &Node, attrs: &ReduceAttrs, code: B) -> Result
         }
         Axes::Static(_) => None,
     };
-    let y = lx.define(out, out_layout)?;
-    let mut e = Emit::new(lx, &node.name);
+    let mut e = widened_emit(lx, node)?;
+    let xt = e.input(x, in_layout, rank)?;
+    let y = e.output(out, out_layout)?;
     let axes_op = match runtime_axes {
         Some(t) if e.tensor_dtype(t) == tfl::TensorType::INT32 => AxesOperand::Tensor(t),
         Some(t) => AxesOperand::Tensor(e.cast(t, tfl::TensorType::INT32, None)),
@@ -568,6 +572,15 @@ fn reduce(lx: &mut Lowerer, node: &Node, attrs: &ReduceAttrs, code: B) -> Result
             };
             e.binary(B::ADD, log, max, Some(y));
         }
+        Op::ReduceMax(_) | Op::ReduceMin(_)
+            if e.tensor_dtype(xt) == tfl::TensorType::FLOAT32
+                && may_carry_infinity(e.lx.g, x, INFINITY_SEARCH_DEPTH) =>
+        {
+            // The reference kernels start from the largest finite float, so
+            // a row of infinities would reduce to it.
+            let r = reducer(&mut e, code, xt, axes_op, keep, None, out_shape);
+            unclamp(&mut e, r, y)?;
+        }
         _ => {
             // The optimized REDUCE_MAX/MIN kernels reject bool; ANY/ALL are those.
             let code = match (code, e.tensor_dtype(xt)) {
@@ -578,7 +591,21 @@ fn reduce(lx: &mut Lowerer, node: &Node, attrs: &ReduceAttrs, code: B) -> Result
             reducer(&mut e, code, xt, axes_op, keep, Some(y), None);
         }
     }
+    e.finish();
     Ok(())
+}
+
+/// An [`Emit`] for `node` that computes float16 in float32 (the kernels
+/// lack float16).
+fn widened_emit<'a, 'g>(lx: &'a mut Lowerer<'g>, node: &Node) -> Result<Emit<'a, 'g>> {
+    let float16 = node
+        .input(0)
+        .is_some_and(|x| lx.g.fact(x).dtype == Some(DType::F16));
+    let mut e = Emit::new(lx, &node.name);
+    if float16 {
+        e.widen = Some((tfl::TensorType::FLOAT16, tfl::TensorType::FLOAT32));
+    }
+    Ok(e)
 }
 
 /// Empty axes with noop_with_empty_axes: the input, after the elementwise
@@ -586,28 +613,25 @@ fn reduce(lx: &mut Lowerer, node: &Node, attrs: &ReduceAttrs, code: B) -> Result
 fn no_reduction(lx: &mut Lowerer, node: &Node, x: ValueId, rank: usize) -> Result<()> {
     let out = node.outputs[0];
     let layout = lx.common_layout(&[x], rank);
-    let xt = lx.operand(x, layout)?;
     let code = match node.op {
         Op::ReduceL1(_) | Op::ReduceL2(_) => B::ABS,
         Op::ReduceSumSquare(_) => B::MUL,
         Op::ReduceLogSum(_) => B::LOG,
         _ => {
+            let xt = lx.operand(x, layout)?;
             lx.alias(out, xt, layout);
             return Ok(());
         }
     };
-    let y = lx.define(out, layout)?;
-    let inputs = if code == B::MUL {
-        vec![Some(xt), Some(xt)]
+    let mut e = widened_emit(lx, node)?;
+    let xt = e.input(x, layout, rank)?;
+    let y = e.output(out, layout)?;
+    if code == B::MUL {
+        e.binary(code, xt, xt, Some(y));
     } else {
-        vec![Some(xt)]
-    };
-    lx.op(
-        code,
-        inputs,
-        vec![y],
-        super::elementwise::default_options(code),
-    );
+        e.unary(code, xt, Some(y));
+    }
+    e.finish();
     Ok(())
 }
 
@@ -646,10 +670,10 @@ fn arg_reduce(
     let rank = lx.rank(x)?;
     let axis = axis_of(lx, axis, rank)?;
     let (in_layout, out_layout) = reduce_layouts(lx, x, rank, &[axis], keepdims);
-    let mut xt = lx.operand(x, in_layout)?;
     let s = in_layout.stored_axis(axis, rank) as i32;
-    let y = lx.define(out, out_layout)?;
-    let mut e = Emit::new(lx, &node.name);
+    let mut e = widened_emit(lx, node)?;
+    let mut xt = e.input(x, in_layout, rank)?;
+    let y = e.lx.define(out, out_layout)?;
     let axis_hint = format!("{}_axis", node.name);
     let axis_t = e.lx.const_i32(&axis_hint, &[s]);
     let n = e.tensor_shape(xt)[s as usize];
@@ -722,13 +746,18 @@ fn softmax(lx: &mut Lowerer, node: &Node, code: B, attrs: &SoftmaxAttrs) -> Resu
     };
     for l in [layout, other] {
         if l.stored_axis(axis, rank) == rank - 1 {
-            let xt = lx.operand(x, l)?;
-            let y = lx.define(out, l)?;
-            lx.op(code, vec![Some(xt)], vec![y], options());
+            let mut e = widened_emit(lx, node)?;
+            let xt = e.input(x, l, rank)?;
+            let y = e.output(out, l)?;
+            e.op(code, &[xt], options(), y);
+            e.finish();
             return Ok(());
         }
     }
-    let xt = lx.operand(x, layout)?;
+    let mut e = widened_emit(lx, node)?;
+    let xt = e.input(x, layout, rank)?;
+    let widen = e.widen;
+    drop(e);
     let s = layout.stored_axis(axis, rank);
     let perm: Vec<usize> = (0..rank).filter(|&i| i != s).chain([s]).collect();
     let mut inverse = vec![0; rank];
@@ -744,6 +773,10 @@ fn softmax(lx: &mut Lowerer, node: &Node, code: B, attrs: &SoftmaxAttrs) -> Resu
         shape,
     );
     lx.op(code, vec![Some(moved)], vec![normalized], options());
+    let normalized = match widen {
+        Some((narrow, _)) => Emit::new(lx, &node.name).cast(normalized, narrow, None),
+        None => normalized,
+    };
     let back = lx.transpose(normalized, &inverse, &name)?;
     lx.alias(out, back, layout);
     Ok(())
@@ -759,12 +792,12 @@ fn hardmax(lx: &mut Lowerer, node: &Node, attrs: &SoftmaxAttrs) -> Result<()> {
         return Err(lx.error("opset < 13 hardmax over several axes is left to softmax_flatten"));
     }
     let layout = lx.common_layout(&[x], rank).effective(rank);
-    let xt = lx.operand(x, layout)?;
-    let y = lx.define(out, layout)?;
+    let mut e = widened_emit(lx, node)?;
+    let xt = e.input(x, layout, rank)?;
+    let y = e.output(out, layout)?;
     let s = layout.stored_axis(axis, rank);
-    let shape = lx.model.tensor(xt).shape.clone();
+    let shape = e.tensor_shape(xt);
     let depth = shape[s];
-    let mut e = Emit::new(lx, &node.name);
     let axis_hint = format!("{}_axis", node.name);
     let axis_t = e.lx.const_i32(&axis_hint, &[s as i32]);
     let idx = e.temp(
@@ -789,6 +822,7 @@ fn hardmax(lx: &mut Lowerer, node: &Node, attrs: &SoftmaxAttrs) -> Result<()> {
         tfl::BuiltinOptionsT::OneHotOptions(Box::new(tfl::OneHotOptionsT { axis: s as i32 })),
         y,
     );
+    e.finish();
     Ok(())
 }
 
@@ -1156,5 +1190,70 @@ mod tests {
         assert_eq!(infer_axes(&[3, 2, 2], &[3, 2], false), None);
         assert_eq!(infer_axes(&[3, 4, 5], &[3, 5], false), Some(vec![1]));
         assert_eq!(infer_axes(&[3, 4, 5], &[4], false), Some(vec![0, 2]));
+    }
+
+    #[test]
+    fn max_of_infinite_masks_keeps_the_infinity() {
+        // The IR text has no infinities: the mask's -1 becomes -inf below.
+        let mut g = parse(
+            "graph g {
+  input c: bool[2,3]
+  weight ninf: f32[] = [-1]
+  weight zero: f32[] = [0]
+  weight axes: i64[1] = [1]
+  node w: mask: f32[2,3] = Where (c, ninf, zero)
+  node m: y: f32[2,1] = ReduceMax {\"keepdims\":true,\"noop_with_empty_axes\":false} (mask, axes)
+  output y
+}
+",
+        )
+        .unwrap();
+        let ninf = g.values().find(|(_, v)| v.name == "ninf").unwrap().0;
+        let crate::ir::ValueDef::Weight(w) = g.value(ninf).def else {
+            panic!("ninf is a weight")
+        };
+        g.weights.get_mut(w).data = bytes::Bytes::copy_from_slice(&f32::NEG_INFINITY.to_le_bytes());
+        let m = crate::formats::tflite::lower::lower(&g, &LowerOptions::default()).unwrap();
+        assert_eq!(
+            codes(&m),
+            vec![
+                B::SELECT_V2,
+                B::REDUCE_MAX,
+                B::GREATER_EQUAL,
+                B::LESS_EQUAL,
+                B::SELECT_V2,
+                B::SELECT_V2
+            ]
+        );
+    }
+
+    #[test]
+    fn float16_computes_in_float32() {
+        let m = lowered(
+            "graph g {
+  input x: f16[3,4,5]
+  weight axes: i64[1] = [1]
+  node s: y: f16[3,4,5] = Softmax {\"axis\":0,\"coerce_2d\":false} (x)
+  node r: z: f16[3,5] = ReduceMean {\"keepdims\":false,\"noop_with_empty_axes\":false} (x, axes)
+  output y, z
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(
+            codes(&m),
+            vec![
+                B::CAST,
+                B::TRANSPOSE,
+                B::SOFTMAX,
+                B::CAST,
+                B::TRANSPOSE,
+                B::CAST,
+                B::MEAN,
+                B::CAST
+            ]
+        );
+        let mean = &m.operators[6];
+        assert_eq!(m.tensor(mean.outputs[0]).dtype, tfl::TensorType::FLOAT32);
     }
 }
