@@ -58,12 +58,21 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
 // ---------------------------------------------------------------------------
 // Shared helpers
 
-/// The static shape of `v` (support already checked that it has one).
+/// The static shape of `v` (support already checked that it has one),
+/// every dim within TFLite's i32.
 fn shape_of(g: &Graph, v: ValueId) -> std::result::Result<Vec<usize>, String> {
-    g.fact(v)
+    let name = &g.value(v).name;
+    let shape = g
+        .fact(v)
         .shape
         .as_fixed()
-        .ok_or_else(|| format!("value '{}' has no static shape", g.value(v).name))
+        .ok_or_else(|| format!("value '{name}' has no static shape"))?;
+    if shape.iter().any(|&d| d > i32::MAX as usize) {
+        return Err(format!(
+            "value '{name}' has a dim beyond TFLite's i32: {shape:?}"
+        ));
+    }
+    Ok(shape)
 }
 
 fn input_of(node: &Node, i: usize) -> std::result::Result<ValueId, String> {
@@ -486,7 +495,7 @@ fn conv_plan(g: &Graph, node: &Node, a: &ConvAttrs) -> std::result::Result<ConvP
         return Err(format!("weights {ws:?} do not match input {xs:?}"));
     }
     let (c, o, group) = (xs[1], ws[0], a.group);
-    if group == 0 || c % group != 0 || o % group != 0 || ws[1] * group != c {
+    if group == 0 || c % group != 0 || o % group != 0 || ws[1].checked_mul(group) != Some(c) {
         return Err(format!(
             "group {group} does not fit {c} input channels and weights {ws:?}"
         ));
@@ -720,7 +729,7 @@ fn transpose_plan(
         return Err(format!("weights {ws:?} do not match input {xs:?}"));
     }
     let (c, group) = (xs[1], a.group);
-    if group == 0 || ws[0] != c || c % group != 0 {
+    if group == 0 || group > c || ws[0] != c || c % group != 0 {
         return Err(format!(
             "group {group} does not fit {c} input channels and weights {ws:?}"
         ));
