@@ -337,6 +337,42 @@ fn cases() -> Vec<Case> {
             ),
         ),
         case(
+            "maxpool_dilated",
+            "[1,2,7,7]",
+            pool("MaxPool", "[2,3]", "[1,2]", &e("[1,0,1,2]"), false, false)
+                .replace("\"dilations\":[]", "\"dilations\":[2,2]"),
+        ),
+        case(
+            "avgpool_dilated_ceil",
+            "[1,2,8,8]",
+            pool("AveragePool", "[3,3]", "[2,2]", &e("[1,1,1,1]"), true, true)
+                .replace("\"dilations\":[]", "\"dilations\":[2,1]"),
+        ),
+        case(
+            "maxpool_3d",
+            "[1,2,5,6,5]",
+            pool(
+                "MaxPool",
+                "[2,3,2]",
+                "[2,2,1]",
+                &e("[0,1,0,1,1,0]"),
+                false,
+                false,
+            ),
+        ),
+        case(
+            "avgpool_3d",
+            "[1,2,5,5,6]",
+            pool(
+                "AveragePool",
+                "[3,3,3]",
+                "[2,2,2]",
+                &e("[1,1,1,1,1,1]"),
+                false,
+                false,
+            ),
+        ),
+        case(
             "global_average",
             "[2,3,5,6]",
             "  node p: y: f32[?] = GlobalAveragePool (x)\n".into(),

@@ -58,12 +58,21 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
 // ---------------------------------------------------------------------------
 // Shared helpers
 
-/// The static shape of `v` (support already checked that it has one).
+/// The static shape of `v` (support already checked that it has one),
+/// every dim within TFLite's i32.
 fn shape_of(g: &Graph, v: ValueId) -> std::result::Result<Vec<usize>, String> {
-    g.fact(v)
+    let name = &g.value(v).name;
+    let shape = g
+        .fact(v)
         .shape
         .as_fixed()
-        .ok_or_else(|| format!("value '{}' has no static shape", g.value(v).name))
+        .ok_or_else(|| format!("value '{name}' has no static shape"))?;
+    if shape.iter().any(|&d| d > i32::MAX as usize) {
+        return Err(format!(
+            "value '{name}' has a dim beyond TFLite's i32: {shape:?}"
+        ));
+    }
+    Ok(shape)
 }
 
 fn input_of(node: &Node, i: usize) -> std::result::Result<ValueId, String> {
@@ -186,6 +195,9 @@ fn windows(
             end: 0,
             output: 0,
         };
+        if a.input == 0 {
+            return Err(format!("spatial axis {d} is empty"));
+        }
         let span = a.span();
         (a.begin, a.end) = match padding {
             Padding::Valid => (0, 0),
@@ -346,7 +358,8 @@ fn shape_usize(lx: &Lowerer, t: TensorId) -> Vec<usize> {
         .collect()
 }
 
-/// PAD (or PADV2 with `value`) of the H and W axes of NHWC `t`.
+/// PAD (or PADV2 with `value`) of the spatial axes of channels-last `t`
+/// (`pads[i]` for stored axis `i + 1`).
 fn pad_hw(
     lx: &mut Lowerer,
     t: TensorId,
@@ -355,7 +368,8 @@ fn pad_hw(
     name: &str,
 ) -> TensorId {
     let mut shape = shape_usize(lx, t);
-    let mut paddings = vec![0i32; 8];
+    let rank = shape.len();
+    let mut paddings = vec![0i32; 2 * rank];
     for (i, &(b, e)) in pads.iter().enumerate() {
         paddings[2 * (i + 1)] = b as i32;
         paddings[2 * (i + 1) + 1] = e as i32;
@@ -363,7 +377,7 @@ fn pad_hw(
     }
     let dtype = lx.model.tensor(t).dtype;
     let out = lx.temp(name, dtype, dims_i32(&shape));
-    let paddings = lx.const_i32_shaped(&format!("{name}_paddings"), &paddings, &[4, 2]);
+    let paddings = lx.const_i32_shaped(&format!("{name}_paddings"), &paddings, &[rank, 2]);
     let (code, options) = match value {
         None => (
             tfl::BuiltinOperator::PAD,
@@ -481,7 +495,7 @@ fn conv_plan(g: &Graph, node: &Node, a: &ConvAttrs) -> std::result::Result<ConvP
         return Err(format!("weights {ws:?} do not match input {xs:?}"));
     }
     let (c, o, group) = (xs[1], ws[0], a.group);
-    if group == 0 || c % group != 0 || o % group != 0 || ws[1] * group != c {
+    if group == 0 || c % group != 0 || o % group != 0 || ws[1].checked_mul(group) != Some(c) {
         return Err(format!(
             "group {group} does not fit {c} input channels and weights {ws:?}"
         ));
@@ -715,7 +729,7 @@ fn transpose_plan(
         return Err(format!("weights {ws:?} do not match input {xs:?}"));
     }
     let (c, group) = (xs[1], a.group);
-    if group == 0 || ws[0] != c || c % group != 0 {
+    if group == 0 || group > c || ws[0] != c || c % group != 0 {
         return Err(format!(
             "group {group} does not fit {c} input channels and weights {ws:?}"
         ));

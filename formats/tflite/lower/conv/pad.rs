@@ -105,6 +105,9 @@ pub(super) fn plan(g: &Graph, node: &Node, a: &PadAttrs) -> std::result::Result<
             "output shape {ys:?} disagrees with the pads ({expected:?})"
         ));
     }
+    if ys.contains(&0) {
+        return Err("an empty output".into());
+    }
     let padded = |&(&d, &(b, e)): &(&usize, &(i64, i64))| (b, e) != (0, 0) && d == 0;
     if a.mode != PadMode::Constant && xs.iter().zip(&per_axis).any(|p| padded(&p)) {
         return Err(format!("{:?}-padding an empty axis", a.mode));
@@ -131,6 +134,14 @@ pub(super) fn plan(g: &Graph, node: &Node, a: &PadAttrs) -> std::result::Result<
     let kind = match a.mode {
         PadMode::Constant => {
             data_types(PAD_TYPES)?;
+            // Negative pads crop first (a SLICE), which must leave something.
+            let cropped_away = xs
+                .iter()
+                .zip(&per_axis)
+                .any(|(&d, &(b, e))| d as i64 + b.min(0) + e.min(0) <= 0 && (b < 0 || e < 0));
+            if cropped_away {
+                return Err(format!("pads {pads:?} crop an axis away before padding it"));
+            }
             if rank > PAD_MAX_RANK {
                 return Err(format!(
                     "rank {rank}: TFLite's PAD takes at most {PAD_MAX_RANK} dimensions"

@@ -4,25 +4,50 @@
 use crate::ir::error::Result;
 use crate::ir::ops::PoolAttrs;
 use crate::ir::tensor::Tensor;
-use crate::ir::{DType, Graph, Node, Op};
+use crate::ir::{DType, Graph, Node, Op, ValueId};
 
+use super::super::super::model::TensorId;
 use super::super::super::schema as tfl;
 use super::super::support::dtypes_in;
-use super::super::{Lowerer, dims_i32};
+use super::super::{Layout, Lowerer, dims_i32};
 use super::{
     Axis, Sink, WindowPads, as_2d, check_output, f32_tensor, input_of, nhwc_input, output_of,
-    pad_hw, shape_of, windows,
+    pad_hw, shape_of, shape_usize, windows,
 };
 
 #[derive(Clone, Debug)]
-pub(super) struct PoolPlan {
+pub(super) enum PoolPlan {
+    Window(WindowPlan),
+    Sliced(SlicedPlan),
+}
+
+/// MAX_POOL_2D or AVERAGE_POOL_2D (1-D windows as 2-D).
+#[derive(Clone, Debug)]
+pub(super) struct WindowPlan {
     max: bool,
     axes: [Axis; 2],
     pads: WindowPads,
-    /// AveragePool after a PAD: `kernel size / ONNX divisor` per output
-    /// cell (`[H', W']`), when the divisor is not the kernel size everywhere.
-    rescale: Option<Vec<f32>>,
+    /// AveragePool after a PAD: per axis (H, W), `kernel length / ONNX
+    /// divisor` for each output position, where the divisor is not the
+    /// kernel length everywhere. The divisor of a window is the product of
+    /// its axes' counts, so two vectors rescale it (vectors also stay float32
+    /// under `--quant fp16`).
+    rescale: [Option<Vec<f32>>; 2],
 }
+
+/// Windows TFLite's pooling cannot take (dilated, 3-D): the padded input
+/// cut by one STRIDED_SLICE per kernel offset, combined by MAXIMUM or ADD;
+/// a sum is then divided per axis.
+#[derive(Clone, Debug)]
+pub(super) struct SlicedPlan {
+    max: bool,
+    axes: Vec<Axis>,
+    /// Per spatial axis, `1 / ONNX divisor` for each output position.
+    rescale: Vec<Option<Vec<f32>>>,
+}
+
+/// Kernel offsets the sliced form unrolls at most.
+const SLICED_TAPS: usize = 128;
 
 const MAX_TYPES: &[DType] = &[DType::F32, DType::U8, DType::I8];
 
@@ -41,21 +66,10 @@ pub(super) fn plan(g: &Graph, node: &Node) -> std::result::Result<PoolPlan, Stri
     dtypes_in(g, node, if max { MAX_TYPES } else { &[DType::F32] })?;
     let (x, y) = (input_of(node, 0)?, output_of(node)?);
     let xs = shape_of(g, x)?;
-    if !matches!(xs.len(), 3 | 4) {
+    if !matches!(xs.len(), 3..=5) {
         return Err(format!(
-            "a rank-{} input: TFLite pools 1-D and 2-D windows (rank 3 or 4)",
+            "a rank-{} input: TFLite pools 1-D, 2-D and (unrolled) 3-D windows",
             xs.len()
-        ));
-    }
-    let dilated = a
-        .dilations
-        .iter()
-        .zip(&a.kernel_shape)
-        .any(|(&d, &k)| d != 1 && k != 1);
-    if dilated {
-        return Err(format!(
-            "dilations {:?}: TFLite's pooling has no dilation",
-            a.dilations
         ));
     }
     let axes = windows(
@@ -67,52 +81,77 @@ pub(super) fn plan(g: &Graph, node: &Node) -> std::result::Result<PoolPlan, Stri
         a.ceil_mode,
     )?;
     check_output(g, y, &xs[..2], &axes)?;
+    let dilated = axes.iter().any(|a| a.dilation > 1 && a.kernel > 1);
+    if dilated || axes.len() > 2 {
+        let taps: usize = axes.iter().map(|a| a.kernel).product();
+        if taps > SLICED_TAPS {
+            return Err(format!(
+                "a {taps}-cell {}window: TFLite's pooling takes undilated 2-D windows, and unrolling this one is too large",
+                if dilated { "dilated " } else { "" }
+            ));
+        }
+        let rescale = axes
+            .iter()
+            .map(|ax| {
+                let factors: Vec<f32> = divisors(ax, a.count_include_pad)
+                    .iter()
+                    .map(|&n| if n == 0 { 0.0 } else { 1.0 / n as f32 })
+                    .collect();
+                (!max && factors.iter().any(|&f| f != 1.0)).then_some(factors)
+            })
+            .collect();
+        return Ok(PoolPlan::Sliced(SlicedPlan { max, axes, rescale }));
+    }
     let axes = as_2d(&axes)?;
     if max {
         // SAME max pooling ignores the padded cells, as ONNX does.
-        return Ok(PoolPlan {
+        return Ok(PoolPlan::Window(WindowPlan {
             max,
             pads: WindowPads::choose(&axes),
             axes,
-            rescale: None,
-        });
+            rescale: [None, None],
+        }));
     }
     let touches = axes.iter().any(Axis::touches_padding);
     if axes.iter().all(Axis::is_valid) || (!touches && axes.iter().all(Axis::is_same)) {
-        return Ok(PoolPlan {
+        return Ok(PoolPlan::Window(WindowPlan {
             max,
             pads: WindowPads::Valid,
             axes,
-            rescale: None,
-        });
+            rescale: [None, None],
+        }));
     }
     // SAME average pooling divides by the cells inside the input, as
     // ONNX does without count_include_pad.
     if !a.count_include_pad && axes.iter().all(Axis::is_same) {
-        return Ok(PoolPlan {
+        return Ok(PoolPlan::Window(WindowPlan {
             max,
             pads: WindowPads::Same,
             axes,
-            rescale: None,
-        });
+            rescale: [None, None],
+        }));
     }
     let pads = WindowPads::Explicit(axes.iter().map(|a| (a.begin, a.reach())).collect());
     let counts = axes.map(|ax| divisors(&ax, a.count_include_pad));
-    let kernel = (axes[0].kernel * axes[1].kernel) as f32;
-    let mut rescale = Vec::with_capacity(counts[0].len() * counts[1].len());
-    for &ch in &counts[0] {
-        for &cw in &counts[1] {
-            let n = (ch * cw) as f32;
-            rescale.push(if n == 0.0 { 0.0 } else { kernel / n });
-        }
-    }
-    let rescale = rescale.iter().any(|&r| r != 1.0).then_some(rescale);
-    Ok(PoolPlan {
+    let rescale = [0, 1].map(|i| {
+        let factors: Vec<f32> = counts[i]
+            .iter()
+            .map(|&n| {
+                if n == 0 {
+                    0.0
+                } else {
+                    axes[i].kernel as f32 / n as f32
+                }
+            })
+            .collect();
+        factors.iter().any(|&f| f != 1.0).then_some(factors)
+    });
+    Ok(PoolPlan::Window(WindowPlan {
         max,
         axes,
         pads,
         rescale,
-    })
+    }))
 }
 
 /// ONNX's divisor along one axis for each output position: the window's
@@ -126,28 +165,40 @@ fn divisors(a: &Axis, include_pad: bool) -> Vec<usize> {
     };
     (0..a.output)
         .map(|o| {
-            let start = o * a.stride;
-            let end = start + a.kernel;
-            end.min(hi).saturating_sub(start.max(lo))
+            (0..a.kernel)
+                .map(|k| o * a.stride + k * a.dilation)
+                .filter(|&i| (lo..hi).contains(&i))
+                .count()
         })
         .collect()
 }
 
 pub(super) fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
-    let plan = plan(lx.g, node).map_err(|e| lx.error(e))?;
+    match plan(lx.g, node).map_err(|e| lx.error(e))? {
+        PoolPlan::Window(p) => lower_window(lx, node, p),
+        PoolPlan::Sliced(p) => lower_sliced(lx, node, p),
+    }
+}
+
+/// The smallest value of `x`'s type: padding no max can pick.
+fn lowest(lx: &mut Lowerer, x: ValueId, name: &str) -> Result<TensorId> {
+    let lowest = match lx.dtype(x)? {
+        DType::U8 => Tensor::from_bytes(DType::U8, &[], &[0]),
+        DType::I8 => Tensor::from_bytes(DType::I8, &[], &[0x80]),
+        _ => Ok(Tensor::scalar_f32(f32::MIN)),
+    }
+    .map_err(|e| lx.error(e.to_string()))?;
+    lx.const_tensor(name, &lowest)
+}
+
+fn lower_window(lx: &mut Lowerer, node: &Node, plan: WindowPlan) -> Result<()> {
     let (x, y) = (lx.input(node, 0)?, node.outputs[0]);
     let mut xt = nhwc_input(lx, x)?;
     if let WindowPads::Explicit(p) = &plan.pads {
         let name = format!("{}_padded", lx.g.value(x).name);
         // Padded cells must never win a max.
         let fill = if plan.max {
-            let lowest = match lx.dtype(x)? {
-                DType::U8 => Tensor::from_bytes(DType::U8, &[], &[0]),
-                DType::I8 => Tensor::from_bytes(DType::I8, &[], &[0x80]),
-                _ => Ok(Tensor::scalar_f32(f32::MIN)),
-            }
-            .map_err(|e| lx.error(e.to_string()))?;
-            Some(lx.const_tensor(&format!("{name}_value"), &lowest)?)
+            Some(lowest(lx, x, &format!("{name}_value"))?)
         } else {
             None
         };
@@ -158,13 +209,18 @@ pub(super) fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
     let c = lx.shape(x)?[1];
     let shape = [n, h.output, w.output, c];
     let sink = Sink::new(lx, y, &shape, None)?;
-    let pooled = match plan.rescale {
-        Some(_) => {
-            let name = format!("{}_sum", lx.g.value(y).name);
-            let dtype = lx.model.tensor(sink.first).dtype;
-            lx.temp(&name, dtype, dims_i32(&shape))
-        }
-        None => sink.first,
+    let scaled: Vec<(usize, &Vec<f32>)> = plan
+        .rescale
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().map(|r| (i, r)))
+        .collect();
+    let dtype = lx.model.tensor(sink.first).dtype;
+    let name = lx.g.value(y).name.clone();
+    let pooled = if scaled.is_empty() {
+        sink.first
+    } else {
+        lx.temp(&format!("{name}_sum"), dtype, dims_i32(&shape))
     };
     let code = if plan.max {
         tfl::BuiltinOperator::MAX_POOL_2D
@@ -189,18 +245,118 @@ pub(super) fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
             fused_activation_function: tfl::ActivationFunctionType::NONE,
         })),
     );
-    if let Some(rescale) = plan.rescale {
-        let name = format!("{}_divisor", node.name);
-        let factor = f32_tensor(&[1, h.output, w.output, 1], rescale)?;
-        let factor = lx.const_tensor(&name, &factor)?;
+    let mut cur = pooled;
+    for (k, &(i, factors)) in scaled.iter().enumerate() {
+        let mut along = [1, 1, 1, 1];
+        along[i + 1] = factors.len();
+        let factor = f32_tensor(&along, factors.clone())?;
+        let factor = lx.const_tensor(&format!("{}_divisor{i}", node.name), &factor)?;
+        let out = if k + 1 == scaled.len() {
+            sink.first
+        } else {
+            lx.temp(&format!("{name}_rescaled{i}"), dtype, dims_i32(&shape))
+        };
         lx.op(
             tfl::BuiltinOperator::MUL,
-            vec![Some(pooled), Some(factor)],
-            vec![sink.first],
+            vec![Some(cur), Some(factor)],
+            vec![out],
             tfl::BuiltinOptionsT::MulOptions(Box::default()),
         );
+        cur = out;
     }
     sink.finish(lx)
+}
+
+fn lower_sliced(lx: &mut Lowerer, node: &Node, plan: SlicedPlan) -> Result<()> {
+    let (x, y) = (lx.input(node, 0)?, node.outputs[0]);
+    let name = lx.g.value(y).name.clone();
+    let mut xt = lx.operand(x, Layout::ChannelsLast)?;
+    let pads: Vec<(usize, usize)> = plan.axes.iter().map(|a| (a.begin, a.reach())).collect();
+    if pads.iter().any(|&p| p != (0, 0)) {
+        let hint = format!("{}_padded", lx.g.value(x).name);
+        let fill = if plan.max {
+            Some(lowest(lx, x, &format!("{hint}_value"))?)
+        } else {
+            None
+        };
+        xt = pad_hw(lx, xt, &pads, fill, &hint);
+    }
+    let padded = shape_usize(lx, xt);
+    let rank = padded.len();
+    let mut out_shape = padded.clone();
+    for (i, a) in plan.axes.iter().enumerate() {
+        out_shape[i + 1] = a.output;
+    }
+    let dtype = lx.model.tensor(xt).dtype;
+    let kernel: Vec<usize> = plan.axes.iter().map(|a| a.kernel).collect();
+    let taps: usize = kernel.iter().product();
+    let mut acc: Option<TensorId> = None;
+    for tap in 0..taps {
+        // Kernel offset of this tap, last axis fastest.
+        let mut rest = tap;
+        let mut offset = vec![0; kernel.len()];
+        for i in (0..kernel.len()).rev() {
+            offset[i] = rest % kernel[i];
+            rest /= kernel[i];
+        }
+        let mut begin = vec![0i32; rank];
+        let mut end: Vec<i32> = dims_i32(&padded);
+        let mut strides = vec![1i32; rank];
+        for (i, a) in plan.axes.iter().enumerate() {
+            let start = offset[i] * a.dilation;
+            begin[i + 1] = start as i32;
+            end[i + 1] = (start + (a.output - 1) * a.stride + 1) as i32;
+            strides[i + 1] = a.stride as i32;
+        }
+        let hint = format!("{name}_tap{tap}");
+        let cut = lx.temp(&hint, dtype, dims_i32(&out_shape));
+        let begin = lx.const_i32(&format!("{hint}_begin"), &begin);
+        let end = lx.const_i32(&format!("{hint}_end"), &end);
+        let strides = lx.const_i32(&format!("{hint}_strides"), &strides);
+        lx.op(
+            tfl::BuiltinOperator::STRIDED_SLICE,
+            vec![Some(xt), Some(begin), Some(end), Some(strides)],
+            vec![cut],
+            tfl::BuiltinOptionsT::StridedSliceOptions(Box::default()),
+        );
+        acc = Some(match acc {
+            None => cut,
+            Some(prev) => {
+                let out = lx.temp(&format!("{name}_acc{tap}"), dtype, dims_i32(&out_shape));
+                let (code, options) = if plan.max {
+                    (
+                        tfl::BuiltinOperator::MAXIMUM,
+                        tfl::BuiltinOptionsT::MaximumMinimumOptions(Box::default()),
+                    )
+                } else {
+                    (
+                        tfl::BuiltinOperator::ADD,
+                        tfl::BuiltinOptionsT::AddOptions(Box::default()),
+                    )
+                };
+                lx.op(code, vec![Some(prev), Some(cut)], vec![out], options);
+                out
+            }
+        });
+    }
+    let mut cur = acc.expect("a window has at least one cell");
+    for (i, factors) in plan.rescale.iter().enumerate() {
+        let Some(factors) = factors else { continue };
+        let mut along = vec![1; rank];
+        along[i + 1] = factors.len();
+        let factor = f32_tensor(&along, factors.clone())?;
+        let factor = lx.const_tensor(&format!("{}_divisor{i}", node.name), &factor)?;
+        let out = lx.temp(&format!("{name}_mean{i}"), dtype, dims_i32(&out_shape));
+        lx.op(
+            tfl::BuiltinOperator::MUL,
+            vec![Some(cur), Some(factor)],
+            vec![out],
+            tfl::BuiltinOptionsT::MulOptions(Box::default()),
+        );
+        cur = out;
+    }
+    lx.alias(y, cur, Layout::ChannelsLast);
+    Ok(())
 }
 
 /// GlobalAveragePool and GlobalMaxPool reduce the spatial axes in whatever

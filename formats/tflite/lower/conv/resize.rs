@@ -74,7 +74,8 @@ const GATHER_TYPES: &[DType] = &[
     DType::I64,
     DType::Bool,
 ];
-/// Input x output cells of one axis the tap table may hold.
+/// Cells the tap tables of one axis may hold (input x input for the
+/// identity probe, input x output for the taps).
 const TABLE_LIMIT: usize = 1 << 22;
 
 pub(super) fn plan(
@@ -249,7 +250,7 @@ fn axis_taps(
     scale: f64,
     roi: Option<(f64, f64)>,
 ) -> std::result::Result<AxisTaps, String> {
-    if input.saturating_mul(output) > TABLE_LIMIT {
+    if input.saturating_mul(input.max(output)) > TABLE_LIMIT {
         return Err(format!(
             "resizing an axis of {input} to {output}: too large to tabulate as taps"
         ));

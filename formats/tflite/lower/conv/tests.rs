@@ -486,12 +486,20 @@ fn average_pool_divisors() {
         3,
         3,
     );
-    assert_eq!(codes(&m), [B::PAD, B::AVERAGE_POOL_2D, B::MUL]);
-    let mul = find(&m, B::MUL);
-    assert_eq!(shape(&m, input(mul, 1)), [1, 3, 3, 1]);
+    assert_eq!(codes(&m), [B::PAD, B::AVERAGE_POOL_2D, B::MUL, B::MUL]);
+    let factors: Vec<(Vec<i32>, Vec<f32>)> = m
+        .operators
+        .iter()
+        .filter(|o| o.code == B::MUL)
+        .map(|o| (shape(&m, input(o, 1)), f32s(&m, input(o, 1))))
+        .collect();
+    // The first row and column see one input cell of two.
     assert_eq!(
-        f32s(&m, input(mul, 1)),
-        [4., 2., 2., 2., 1., 1., 2., 1., 1.]
+        factors,
+        [
+            (vec![1, 3, 1, 1], vec![2., 1., 1.]),
+            (vec![1, 1, 3, 1], vec![2., 1., 1.])
+        ]
     );
     let m = one(
         &pool(
@@ -857,12 +865,12 @@ fn unsupported_forms_say_why() {
     assert!(why.contains("rank-5"), "{why}");
     let why = unsupported(
         "graph g {
-  input x: f32[1,1,5,5]
-  node p: y: f32[1,1,3,3] = MaxPool {\"kernel_shape\":[2,2],\"strides\":[1,1],\"dilations\":[2,2],\"padding\":{\"Explicit\":[0,0,0,0]},\"ceil_mode\":false,\"count_include_pad\":false} (x)
+  input x: f32[1,1,9,9,9]
+  node p: y: f32[1,1,1,1,1] = MaxPool {\"kernel_shape\":[9,9,9],\"strides\":[],\"dilations\":[],\"padding\":{\"Explicit\":[0,0,0,0,0,0]},\"ceil_mode\":false,\"count_include_pad\":false} (x)
   output y
 }",
     );
-    assert!(why.contains("dilation"), "{why}");
+    assert!(why.contains("729-cell"), "{why}");
     let why = unsupported(
         "graph g {
   input x: f32[1,3]
@@ -949,4 +957,84 @@ fn eight_bit_max_pools_pad_with_the_type_minimum() {
 }",
     );
     assert!(why.contains("f32"), "{why}");
+}
+
+#[test]
+fn dilated_and_3d_pools_are_unrolled_into_strided_slices() {
+    let m = nhwc(&format!(
+        "graph g {{
+  input x: f32[1,1,5,5]
+  node p: y: f32[1,1,3,3] = {} (x)
+  output y
+}}",
+        pool(
+            "MaxPool",
+            "[2,2]",
+            "[1,1]",
+            "{\"Explicit\":[0,0,0,0]}",
+            false,
+            false
+        )
+        .replace("\"dilations\":[]", "\"dilations\":[2,2]")
+    ));
+    let c = codes(&m);
+    assert_eq!(c.iter().filter(|&&c| c == B::STRIDED_SLICE).count(), 4);
+    assert_eq!(c.iter().filter(|&&c| c == B::MAXIMUM).count(), 3);
+    // The last tap starts at (2, 2) and steps by 1.
+    let last = m
+        .operators
+        .iter()
+        .rfind(|o| o.code == B::STRIDED_SLICE)
+        .unwrap();
+    assert_eq!(i32s(&m, input(last, 1)), [0, 2, 2, 0]);
+    assert_eq!(i32s(&m, input(last, 2)), [1, 5, 5, 1]);
+
+    let m = nhwc(&format!(
+        "graph g {{
+  input x: f32[1,2,4,4,4]
+  node p: y: f32[1,2,2,2,2] = {} (x)
+  output y
+}}",
+        pool(
+            "AveragePool",
+            "[3,3,3]",
+            "[2,2,2]",
+            "{\"Explicit\":[1,1,1,0,0,0]}",
+            false,
+            false
+        )
+    ));
+    let c = codes(&m);
+    assert_eq!(c[0], B::PAD);
+    assert_eq!(c.iter().filter(|&&c| c == B::STRIDED_SLICE).count(), 27);
+    assert_eq!(c.iter().filter(|&&c| c == B::ADD).count(), 26);
+    // Output position 0 of each axis sees two input cells of three.
+    let muls: Vec<Vec<f32>> = m
+        .operators
+        .iter()
+        .filter(|o| o.code == B::MUL)
+        .map(|o| f32s(&m, input(o, 1)))
+        .collect();
+    assert_eq!(muls, vec![vec![0.5, 1.0 / 3.0]; 3]);
+}
+
+#[test]
+fn degenerate_shapes_are_refused_not_lowered() {
+    let why = unsupported(
+        "graph g {
+  input x: f32[1,3]
+  weight p: i64[4] = [0,-3,0,1]
+  node n: y: f32[1,1] = Pad {\"mode\":\"Constant\"} (x, p)
+  output y
+}",
+    );
+    assert!(why.contains("crop an axis away"), "{why}");
+    let why = unsupported(
+        "graph g {
+  input x: f32[1,1,0,4]
+  node p: y: f32[1,1,0,3] = MaxPool {\"kernel_shape\":[1,2],\"strides\":[],\"dilations\":[],\"padding\":{\"Explicit\":[0,0,0,0]},\"ceil_mode\":true,\"count_include_pad\":false} (x)
+  output y
+}",
+    );
+    assert!(why.contains("empty"), "{why}");
 }
