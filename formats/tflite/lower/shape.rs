@@ -507,8 +507,9 @@ fn lower_reshape_like(lx: &mut Lowerer, node: &Node) -> Result<()> {
 }
 
 /// The source axes Squeeze removes from its input or Unsqueeze inserts into
-/// its output (sorted), when they are known: constant axes, or Squeeze
-/// without axes (every 1-dim).
+/// its output (sorted): the constant axes, or else 1-dims of the larger shape
+/// whose removal gives the smaller one (which of several 1-dims does not
+/// change the data).
 fn squeeze_axes(lx: &Lowerer, node: &Node) -> Result<Option<Vec<usize>>> {
     let x = lx.input(node, 0)?;
     let (in_shape, out_shape) = (lx.shape(x)?, lx.shape(node.outputs[0])?);
@@ -524,11 +525,16 @@ fn squeeze_axes(lx: &Lowerer, node: &Node) -> Result<Option<Vec<usize>>> {
             }
             axes
         }
-        Some(_) => return Ok(None),
-        None if matches!(node.op, Op::Squeeze) => {
-            (0..rank).filter(|&a| in_shape[a] == 1).collect()
+        _ => {
+            let (large, small) = match node.op {
+                Op::Squeeze => (&in_shape, &out_shape),
+                _ => (&out_shape, &in_shape),
+            };
+            match unit_axes_between(large, small) {
+                Some(axes) => axes,
+                None => return Ok(None),
+            }
         }
-        None => return Ok(None),
     };
     axes.sort_unstable();
     axes.dedup();
@@ -537,6 +543,23 @@ fn squeeze_axes(lx: &Lowerer, node: &Node) -> Result<Option<Vec<usize>>> {
         _ => axes.iter().all(|&a| out_shape[a] == 1),
     } && in_shape.len().abs_diff(out_shape.len()) == axes.len();
     Ok((consistent && !axes.is_empty()).then_some(axes))
+}
+
+/// Axes of 1-dims of `large` that leave `small` once removed (matching
+/// `small` against `large` from the front).
+fn unit_axes_between(large: &[usize], small: &[usize]) -> Option<Vec<usize>> {
+    let mut axes = Vec::new();
+    let mut j = 0;
+    for (i, &d) in large.iter().enumerate() {
+        if small.get(j) == Some(&d) {
+            j += 1;
+        } else if d == 1 {
+            axes.push(i);
+        } else {
+            return None;
+        }
+    }
+    (j == small.len()).then_some(axes)
 }
 
 /// `perm` (a layout's stored order of the larger shape's source axes) with
@@ -2455,6 +2478,33 @@ mod tests {
             panic!();
         };
         assert_eq!(o.squeeze_dims, Some(vec![0, 2]));
+    }
+
+    #[test]
+    fn axes_given_at_run_time_are_read_off_the_static_shapes() {
+        let m = lowered(
+            "graph g {
+  input x: f32[1,3,1,2]
+  input a: i64[1]
+  node s: y: f32[3,1,2] = Squeeze (x, a)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::SQUEEZE]);
+        let m = lowered(
+            "graph g {
+  input x: f32[3,2]
+  input a: i64[1]
+  node u: y: f32[3,1,2] = Unsqueeze (x, a)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::EXPAND_DIMS]);
+        assert_eq!(ints(&m, m.operators[0].inputs[1]), [1]);
+        assert_eq!(unit_axes_between(&[1, 1, 3], &[1, 3]), Some(vec![1]));
+        assert_eq!(unit_axes_between(&[3, 1, 1], &[3]), Some(vec![1, 2]));
+        assert_eq!(unit_axes_between(&[1, 3], &[3, 1]), None);
+        assert_eq!(unit_axes_between(&[2, 3], &[6]), None);
     }
 
     #[test]
