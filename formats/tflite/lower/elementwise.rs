@@ -410,10 +410,6 @@ impl Fusion {
     }
 }
 
-/// Broadcasting SQUARED_DIFFERENCE of operands above this rank is left
-/// alone (older kernels broadcast in 4-D only).
-const SQUARED_DIFFERENCE_BROADCAST_RANK: usize = 4;
-
 /// The fusions of `g` by the fused node's output, and the producers they
 /// absorb (by output): a Sub whose every use is the square's, a Sqrt whose
 /// only consumer is the RSQRT. A Sqrt with other consumers leaves the Div
@@ -424,7 +420,10 @@ pub(super) fn fusions(g: &Graph) -> (HashMap<ValueId, Fusion>, HashSet<ValueId>)
     let mut absorbed = HashSet::new();
     let consumers = g.consumers();
     let only_for = |v: ValueId, id: NodeId| {
-        !g.outputs.contains(&v) && consumers.get(&v).is_some_and(|c| c.iter().all(|&n| n == id))
+        !g.outputs.contains(&v)
+            && consumers
+                .get(&v)
+                .is_some_and(|c| c.iter().all(|&n| n == id))
     };
     let f32 = |v: ValueId| g.fact(v).dtype == Some(DType::F32);
     let produced_by = |v: ValueId, want: fn(&Op) -> bool| -> Option<&Node> {
@@ -455,12 +454,10 @@ pub(super) fn fusions(g: &Graph) -> (HashMap<ValueId, Fusion>, HashSet<ValueId>)
                     continue;
                 };
                 let shape = |v: ValueId| g.fact(v).shape.as_fixed();
-                let (Some(sa), Some(sb), Some(so)) = (shape(a), shape(b), shape(out)) else {
-                    continue;
-                };
-                let broadcast_ok =
-                    sa == sb || so.len() <= SQUARED_DIFFERENCE_BROADCAST_RANK;
-                if !square || !f32(a) || !f32(b) || shape(first) != Some(so) || !broadcast_ok {
+                let Some(so) = shape(out) else { continue };
+                // SQUARED_DIFFERENCE broadcasts up to rank 8 in both
+                // resolvers (checked in LiteRT 2.3), as far as MAX_RANK.
+                if !square || !f32(a) || !f32(b) || shape(first) != Some(so) {
                     continue;
                 }
                 fusions.insert(out, Fusion::SquaredDifference { a, b });
@@ -542,7 +539,12 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
                 let a = e.input(a, layout, rank)?;
                 let b = e.input(b, layout, rank)?;
                 let y = e.output(out, layout)?;
-                e.op(B::SQUARED_DIFFERENCE, &[a, b], tfl::BuiltinOptionsT::NONE, y);
+                e.op(
+                    B::SQUARED_DIFFERENCE,
+                    &[a, b],
+                    tfl::BuiltinOptionsT::NONE,
+                    y,
+                );
             }
             Fusion::Rsqrt { x } => {
                 let x = e.input(x, layout, rank)?;
@@ -2042,7 +2044,13 @@ mod tests {
         assert_eq!(sd.inputs, m.operators[0].inputs);
         let (rsqrt, mul) = (&m.operators[2], &m.operators[3]);
         assert_eq!(rsqrt.source_node, "normalized");
-        assert_eq!(mul.inputs, vec![m.operators[0].outputs.first().copied(), Some(rsqrt.outputs[0])]);
+        assert_eq!(
+            mul.inputs,
+            vec![
+                m.operators[0].outputs.first().copied(),
+                Some(rsqrt.outputs[0])
+            ]
+        );
     }
 
     #[test]

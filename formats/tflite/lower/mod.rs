@@ -152,7 +152,11 @@ pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<TflModel> {
 }
 
 fn lower_node(lx: &mut Lowerer, node: &Node) -> Result<()> {
-    if node.outputs.first().is_some_and(|v| lx.absorbed.contains(v)) {
+    if node
+        .outputs
+        .first()
+        .is_some_and(|v| lx.absorbed.contains(v))
+    {
         // Its consumer's operators compute it (see `Lowerer::fusions`).
         return Ok(());
     }
