@@ -112,4 +112,34 @@ mod tests {
                 .all(|(_, n)| n.op.kind() != OpKind::QuantizeLinear)
         );
     }
+
+    #[test]
+    fn layer_norm_lowers_to_squared_difference_and_rsqrt() {
+        use crate::formats::tflite::lower::{LowerOptions, lower};
+        use crate::formats::tflite::schema::BuiltinOperator as B;
+        let mut g = parse(
+            "graph g {
+  input x: f32[2,3,4]
+  weight w: f32[4] = [1,2,3,4]
+  node ln: y: f32[2,3,4] = LayerNormalization {\"axis\":-1,\"epsilon\":1e-5} (x, w, w)
+  output y
+}",
+        )
+        .unwrap();
+        run_stages(&mut g, &[stage()], &RunOptions::default()).unwrap();
+        let m = lower(&g, &LowerOptions::default()).unwrap();
+        let codes: Vec<B> = m.operators.iter().map(|o| o.code).collect();
+        for (code, n) in [
+            (B::SQUARED_DIFFERENCE, 1),
+            (B::RSQRT, 1),
+            (B::SQRT, 0),
+            (B::DIV, 0),
+        ] {
+            assert_eq!(
+                codes.iter().filter(|&&c| c == code).count(),
+                n,
+                "{code:?} in {codes:?}"
+            );
+        }
+    }
 }

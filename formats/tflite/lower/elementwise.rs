@@ -7,6 +7,8 @@
 //! reference resolver lacks (CEIL, ROUND, ELU), are built from several
 //! builtins that both resolvers have.
 
+use std::collections::{HashMap, HashSet};
+
 use ndarray::{ArrayD, IxDyn};
 
 use crate::formats::target::Support;
@@ -15,7 +17,7 @@ use crate::formats::tflite::schema as tfl;
 use crate::ir::error::Result;
 use crate::ir::ops::{GeluApproximation, ShiftDirection};
 use crate::ir::tensor::Tensor;
-use crate::ir::{DType, Graph, Node, Op, ValueDef, ValueId};
+use crate::ir::{DType, Graph, Node, NodeId, Op, ValueDef, ValueId};
 
 use super::{Layout, Lowerer};
 
@@ -387,15 +389,130 @@ fn check_pow(g: &Graph, node: &Node, w: Widen) -> Result<(), String> {
     }
 }
 
+/// A node lowered together with a producer of its input (float32 only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Fusion {
+    /// Mul(d, d) or Pow(d, 2) of d = Sub(a, b): SQUARED_DIFFERENCE(a, b).
+    SquaredDifference { a: ValueId, b: ValueId },
+    /// Reciprocal(Sqrt(x)): RSQRT(x).
+    Rsqrt { x: ValueId },
+    /// Div(a, Sqrt(x)): MUL(a, RSQRT(x)).
+    MulRsqrt { a: ValueId, x: ValueId },
+}
+
+impl Fusion {
+    /// The values the fused builtins read (they choose the layout).
+    fn sources(self) -> Vec<ValueId> {
+        match self {
+            Fusion::SquaredDifference { a, b } | Fusion::MulRsqrt { a, x: b } => vec![a, b],
+            Fusion::Rsqrt { x } => vec![x],
+        }
+    }
+}
+
+/// The fusions of `g` by the fused node's output, and the producers they
+/// absorb (by output): a Sub whose every use is the square's, a Sqrt whose
+/// only consumer is the RSQRT. A Sqrt with other consumers leaves the Div
+/// as it is (a SQRT would stay beside the RSQRT); a shared Sub is still
+/// lowered for its other consumers.
+pub(super) fn fusions(g: &Graph) -> (HashMap<ValueId, Fusion>, HashSet<ValueId>) {
+    let mut fusions = HashMap::new();
+    let mut absorbed = HashSet::new();
+    let consumers = g.consumers();
+    let only_for = |v: ValueId, id: NodeId| {
+        !g.outputs.contains(&v)
+            && consumers
+                .get(&v)
+                .is_some_and(|c| c.iter().all(|&n| n == id))
+    };
+    let f32 = |v: ValueId| g.fact(v).dtype == Some(DType::F32);
+    let produced_by = |v: ValueId, want: fn(&Op) -> bool| -> Option<&Node> {
+        let node = g.node(g.producer(v)?);
+        (want(&node.op) && node.outputs.first() == Some(&v)).then_some(node)
+    };
+    for (id, node) in g.nodes() {
+        let Some(&out) = node.outputs.first() else {
+            continue;
+        };
+        let (Some(first), second) = (node.input(0), node.input(1)) else {
+            continue;
+        };
+        if !f32(out) || !f32(first) || max_rank(g, node) > MAX_RANK {
+            continue;
+        }
+        match node.op {
+            Op::Mul | Op::Pow => {
+                let Some(second) = second else { continue };
+                let square = match node.op {
+                    Op::Mul => second == first,
+                    _ => is_constant_two(g, second),
+                };
+                let Some(sub) = produced_by(first, |op| matches!(op, Op::Sub)) else {
+                    continue;
+                };
+                let (Some(a), Some(b)) = (sub.input(0), sub.input(1)) else {
+                    continue;
+                };
+                let shape = |v: ValueId| g.fact(v).shape.as_fixed();
+                let Some(so) = shape(out) else { continue };
+                // SQUARED_DIFFERENCE broadcasts up to rank 8 in both
+                // resolvers (checked in LiteRT 2.3), as far as MAX_RANK.
+                if !square || !f32(a) || !f32(b) || shape(first) != Some(so) {
+                    continue;
+                }
+                fusions.insert(out, Fusion::SquaredDifference { a, b });
+                if only_for(first, id) {
+                    absorbed.insert(first);
+                }
+            }
+            Op::Reciprocal | Op::Div => {
+                let root = match node.op {
+                    Op::Div => match second {
+                        Some(s) if s != first => s,
+                        _ => continue,
+                    },
+                    _ => first,
+                };
+                let Some(sqrt) = produced_by(root, |op| matches!(op, Op::Sqrt)) else {
+                    continue;
+                };
+                let Some(x) = sqrt.input(0) else { continue };
+                if !f32(root) || !f32(x) || !only_for(root, id) {
+                    continue;
+                }
+                let fusion = match node.op {
+                    Op::Div => Fusion::MulRsqrt { a: first, x },
+                    _ => Fusion::Rsqrt { x },
+                };
+                fusions.insert(out, fusion);
+                absorbed.insert(root);
+            }
+            _ => {}
+        }
+    }
+    (fusions, absorbed)
+}
+
+/// Whether `v` is a constant whose every element is 2.
+fn is_constant_two(g: &Graph, v: ValueId) -> bool {
+    g.weight_of(v).is_some_and(|w| {
+        Tensor::from_bytes(w.dtype, &w.shape, &w.data)
+            .is_ok_and(|t| t.to_f64_vec().iter().all(|&x| x == 2.0))
+    })
+}
+
 pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
     let out = node.outputs[0];
     let rank = lx.rank(out)?;
     let inputs: Vec<ValueId> = node.inputs.iter().flatten().copied().collect();
-    // PRelu's slope follows x; every other op follows all of its inputs.
-    let layout_inputs = if matches!(node.op, Op::PRelu) {
-        &inputs[..1]
-    } else {
-        &inputs[..]
+    let fusion = lx.fusions.get(&out).copied();
+    let sources = fusion.map(Fusion::sources);
+    // PRelu's slope follows x; every other op follows all of its inputs (a
+    // fusion: the inputs of the producer it absorbs and its other input).
+    let layout_inputs = match &sources {
+        Some(sources) => &sources[..],
+        None if matches!(node.op, Op::PRelu) => &inputs[..1],
+        None => &inputs[..],
     };
     let layout = lx.common_layout(layout_inputs, rank);
     let widen = widening(lx.g, node);
@@ -415,6 +532,36 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
         Some((from, to)) if e.lx.dtype(out)? == from => to,
         _ => e.lx.dtype(out)?,
     };
+
+    if let Some(fusion) = fusion {
+        match fusion {
+            Fusion::SquaredDifference { a, b } => {
+                let a = e.input(a, layout, rank)?;
+                let b = e.input(b, layout, rank)?;
+                let y = e.output(out, layout)?;
+                e.op(
+                    B::SQUARED_DIFFERENCE,
+                    &[a, b],
+                    tfl::BuiltinOptionsT::NONE,
+                    y,
+                );
+            }
+            Fusion::Rsqrt { x } => {
+                let x = e.input(x, layout, rank)?;
+                let y = e.output(out, layout)?;
+                e.op(B::RSQRT, &[x], tfl::BuiltinOptionsT::NONE, y);
+            }
+            Fusion::MulRsqrt { a, x } => {
+                let a = e.input(a, layout, rank)?;
+                let x = e.input(x, layout, rank)?;
+                let y = e.output(out, layout)?;
+                let r = e.unary(B::RSQRT, x, None);
+                e.binary(B::MUL, a, r, Some(y));
+            }
+        }
+        e.finish();
+        return Ok(());
+    }
 
     // Ops that may produce no operator: the output is an input.
     match &node.op {
@@ -1827,5 +1974,125 @@ mod tests {
                 B::ADD
             ]
         );
+    }
+
+    #[test]
+    fn a_square_of_a_difference_is_squared_difference() {
+        let m = lowered(
+            "graph g {
+  input a: f32[1,3,2,2]
+  weight b: f32[3,1,1] = [1,2,3]
+  node sub: d: f32[1,3,2,2] = Sub (a, b)
+  node sq: y: f32[1,3,2,2] = Mul (d, d)
+  output y
+}
+",
+            IoLayout::ChannelsLast,
+        );
+        // The Sub has no other consumer: it emits nothing.
+        assert_eq!(codes(&m), vec![B::SQUARED_DIFFERENCE]);
+        let op = &m.operators[0];
+        assert_eq!(m.tensor(op.inputs[1].unwrap()).shape, vec![1, 1, 1, 3]);
+        assert_eq!(m.tensor(op.outputs[0]).shape, vec![1, 2, 2, 3]);
+        assert_eq!(m.operators[0].source_node, "sq");
+
+        let pow = |exponent: &str| {
+            let m = lowered(
+                &format!(
+                    "graph g {{
+  input a: f32[4]
+  input b: f32[4]
+  weight p: f32[] = [{exponent}]
+  node sub: d: f32[4] = Sub (a, b)
+  node pow: y: f32[4] = Pow (d, p)
+  output y
+}}
+"
+                ),
+                IoLayout::Source,
+            );
+            codes(&m)
+        };
+        assert_eq!(pow("2"), vec![B::SQUARED_DIFFERENCE]);
+        assert_eq!(pow("3"), vec![B::SUB, B::POW]);
+    }
+
+    #[test]
+    fn a_shared_difference_is_still_lowered_for_its_other_consumers() {
+        // Layer normalization's decomposition: (x - m)^2 feeds the variance,
+        // (x - m) / sqrt(v) the result.
+        let m = lowered(
+            "graph g {
+  input x: f32[2,4]
+  input m: f32[2,1]
+  input v: f32[2,1]
+  node centered: d: f32[2,4] = Sub (x, m)
+  node square: sq: f32[2,4] = Mul (d, d)
+  node std: s: f32[2,1] = Sqrt (v)
+  node normalized: y: f32[2,4] = Div (d, s)
+  output sq
+  output y
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(
+            codes(&m),
+            vec![B::SUB, B::SQUARED_DIFFERENCE, B::RSQRT, B::MUL]
+        );
+        let sd = &m.operators[1];
+        assert_eq!(sd.inputs, m.operators[0].inputs);
+        let (rsqrt, mul) = (&m.operators[2], &m.operators[3]);
+        assert_eq!(rsqrt.source_node, "normalized");
+        assert_eq!(
+            mul.inputs,
+            vec![
+                m.operators[0].outputs.first().copied(),
+                Some(rsqrt.outputs[0])
+            ]
+        );
+    }
+
+    #[test]
+    fn reciprocal_square_roots_are_rsqrt_unless_the_sqrt_is_shared() {
+        let m = lowered(
+            "graph g {
+  input x: f32[3]
+  node root: s: f32[3] = Sqrt (x)
+  node inv: y: f32[3] = Reciprocal (s)
+  output y
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(codes(&m), vec![B::RSQRT]);
+        // The SQRT would stay for the other consumer: keep the Div.
+        let m = lowered(
+            "graph g {
+  input a: f32[3]
+  input x: f32[3]
+  node root: s: f32[3] = Sqrt (x)
+  node div: y: f32[3] = Div (a, s)
+  node neg: z: f32[3] = Neg (s)
+  output y
+  output z
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(codes(&m), vec![B::SQRT, B::DIV, B::NEG]);
+        // A graph output is no intermediate either.
+        let m = lowered(
+            "graph g {
+  input x: f32[3]
+  node root: s: f32[3] = Sqrt (x)
+  node inv: y: f32[3] = Reciprocal (s)
+  output s
+  output y
+}
+",
+            IoLayout::Source,
+        );
+        assert_eq!(codes(&m), vec![B::SQRT, B::POW]);
     }
 }

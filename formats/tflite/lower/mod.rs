@@ -152,6 +152,14 @@ pub fn lower(g: &Graph, opts: &LowerOptions) -> Result<TflModel> {
 }
 
 fn lower_node(lx: &mut Lowerer, node: &Node) -> Result<()> {
+    if node
+        .outputs
+        .first()
+        .is_some_and(|v| lx.absorbed.contains(v))
+    {
+        // Its consumer's operators compute it (see `Lowerer::fusions`).
+        return Ok(());
+    }
     match support::family(node.op.kind()) {
         Family::Conv => conv::lower(lx, node),
         Family::Elementwise => elementwise::lower(lx, node),
@@ -177,11 +185,21 @@ pub struct Lowerer<'g> {
     names: HashSet<String>,
     /// The node being lowered (name, op), for error messages.
     current: Option<(String, String)>,
+    /// Nodes (by first output) lowered as one builtin together with a
+    /// producer of theirs, e.g. Mul(d, d) of d = Sub(a, b) as
+    /// SQUARED_DIFFERENCE(a, b) (see [`elementwise::fusions`]).
+    fusions: HashMap<ValueId, elementwise::Fusion>,
+    /// Outputs of producers whose only consumer is a fusion: their nodes
+    /// emit nothing.
+    absorbed: HashSet<ValueId>,
 }
 
 impl<'g> Lowerer<'g> {
     fn new(g: &'g Graph, opts: LowerOptions) -> Lowerer<'g> {
+        let (fusions, absorbed) = elementwise::fusions(g);
         Lowerer {
+            fusions,
+            absorbed,
             g,
             opts,
             model: TflModel::default(),

@@ -104,6 +104,7 @@ pub fn lower(lx: &mut Lowerer, node: &Node) -> Result<()> {
     check(lx.g, node).map_err(|why| lx.error(why))?;
     match &node.op {
         Op::Identity => lower_identity(lx, node),
+        Op::Squeeze | Op::Unsqueeze if lower_squeeze_like(lx, node)? => Ok(()),
         Op::Reshape(_) | Op::Flatten(_) | Op::Squeeze | Op::Unsqueeze => {
             lower_reshape_like(lx, node)
         }
@@ -503,6 +504,137 @@ fn lower_reshape_like(lx: &mut Lowerer, node: &Node) -> Result<()> {
     let t = lx.define(out, layout)?;
     reshape_into(lx, src, t);
     Ok(())
+}
+
+/// The source axes Squeeze removes from its input or Unsqueeze inserts into
+/// its output (sorted): the constant axes, or else 1-dims of the larger shape
+/// whose removal gives the smaller one (which of several 1-dims does not
+/// change the data).
+fn squeeze_axes(lx: &Lowerer, node: &Node) -> Result<Option<Vec<usize>>> {
+    let x = lx.input(node, 0)?;
+    let (in_shape, out_shape) = (lx.shape(x)?, lx.shape(node.outputs[0])?);
+    let rank = match node.op {
+        Op::Squeeze => in_shape.len(),
+        _ => out_shape.len(),
+    };
+    let mut axes: Vec<usize> = match node.input(1) {
+        Some(a) if lx.is_constant(a) => {
+            let mut axes = Vec::new();
+            for a in lx.constant_i64(a)? {
+                axes.push(normalize_axis(a, rank).map_err(|e| lx.error(e))?);
+            }
+            axes
+        }
+        _ => {
+            let (large, small) = match node.op {
+                Op::Squeeze => (&in_shape, &out_shape),
+                _ => (&out_shape, &in_shape),
+            };
+            match unit_axes_between(large, small) {
+                Some(axes) => axes,
+                None => return Ok(None),
+            }
+        }
+    };
+    axes.sort_unstable();
+    axes.dedup();
+    let consistent = match node.op {
+        Op::Squeeze => axes.iter().all(|&a| in_shape[a] == 1),
+        _ => axes.iter().all(|&a| out_shape[a] == 1),
+    } && in_shape.len().abs_diff(out_shape.len()) == axes.len();
+    Ok((consistent && !axes.is_empty()).then_some(axes))
+}
+
+/// Axes of 1-dims of `large` that leave `small` once removed (matching
+/// `small` against `large` from the front).
+fn unit_axes_between(large: &[usize], small: &[usize]) -> Option<Vec<usize>> {
+    let mut axes = Vec::new();
+    let mut j = 0;
+    for (i, &d) in large.iter().enumerate() {
+        if small.get(j) == Some(&d) {
+            j += 1;
+        } else if d == 1 {
+            axes.push(i);
+        } else {
+            return None;
+        }
+    }
+    (j == small.len()).then_some(axes)
+}
+
+/// `perm` (a layout's stored order of the larger shape's source axes) with
+/// the source axes in `axes` dropped and the others renumbered: the stored
+/// order of the smaller shape.
+fn without_axes(perm: &[usize], axes: &[usize]) -> Vec<usize> {
+    perm.iter()
+        .filter(|a| !axes.contains(a))
+        .map(|&a| a - axes.iter().filter(|&&r| r < a).count())
+        .collect()
+}
+
+/// Squeeze as SQUEEZE and Unsqueeze of one axis as EXPAND_DIMS, on the
+/// stored axes, when some layout of the output keeps the stored order of the
+/// remaining axes (so no element moves); `false` (nothing emitted) when not.
+fn lower_squeeze_like(lx: &mut Lowerer, node: &Node) -> Result<bool> {
+    let Some(axes) = squeeze_axes(lx, node)? else {
+        return Ok(false);
+    };
+    let x = lx.input(node, 0)?;
+    let out = node.outputs[0];
+    let (in_rank, out_rank) = (lx.rank(x)?, lx.rank(out)?);
+    let in_layout = lx.layout_of(x).effective(in_rank);
+    let in_perm = in_layout.perm(in_rank);
+    let mut candidates = vec![in_layout.effective(out_rank)];
+    if !candidates.contains(&Layout::Source) {
+        candidates.push(Layout::Source);
+    }
+    match node.op {
+        Op::Squeeze => {
+            let Some(layout) = candidates
+                .into_iter()
+                .find(|lo| without_axes(&in_perm, &axes) == lo.perm(out_rank))
+            else {
+                return Ok(false);
+            };
+            let dims: Vec<i32> = axes
+                .iter()
+                .map(|&a| in_layout.stored_axis(a, in_rank) as i32)
+                .collect();
+            let src = lx.operand(x, in_layout)?;
+            let t = lx.define(out, layout)?;
+            lx.op(
+                tfl::BuiltinOperator::SQUEEZE,
+                vec![Some(src)],
+                vec![t],
+                tfl::BuiltinOptionsT::SqueezeOptions(Box::new(tfl::SqueezeOptionsT {
+                    squeeze_dims: Some(dims),
+                })),
+            );
+        }
+        _ => {
+            let [axis] = axes[..] else {
+                return Ok(false);
+            };
+            let Some(layout) = candidates
+                .into_iter()
+                .find(|lo| without_axes(&lo.perm(out_rank), &axes) == in_perm)
+            else {
+                return Ok(false);
+            };
+            let stored = layout.stored_axis(axis, out_rank) as i32;
+            let src = lx.operand(x, in_layout)?;
+            let name = format!("{}_axis", lx.g.value(out).name);
+            let axis_t = const_i32_scalar(lx, &name, stored);
+            let t = lx.define(out, layout)?;
+            lx.op(
+                tfl::BuiltinOperator::EXPAND_DIMS,
+                vec![Some(src), Some(axis_t)],
+                vec![t],
+                tfl::BuiltinOptionsT::ExpandDimsOptions(Box::default()),
+            );
+        }
+    }
+    Ok(true)
 }
 
 // ---------------------------------------------------------------------------
@@ -2301,9 +2433,116 @@ mod tests {
 }",
             &[Layout::ChannelsLast],
         );
-        assert_eq!(codes(&m), [Code::RESHAPE]);
+        assert_eq!(codes(&m), [Code::EXPAND_DIMS]);
         assert_eq!(layout(&layouts, "y"), Layout::ChannelsLast);
-        assert_eq!(m.tensor(m.operators[0].outputs[0]).shape, [1, 3, 5, 1, 4]);
+        let expand = &m.operators[0];
+        assert_eq!(m.tensor(expand.outputs[0]).shape, [1, 3, 5, 1, 4]);
+        // The axis is a stored one, in an int32 input.
+        assert_eq!(ints(&m, expand.inputs[1]), [3]);
+        assert_eq!(m.tensor(expand.inputs[1].unwrap()).shape, Vec::<i32>::new());
+    }
+
+    #[test]
+    fn squeeze_of_a_channels_last_pooled_value_squeezes_the_stored_axes() {
+        let (m, layouts) = lowered_with(
+            "graph g {
+  input x: f32[1,16,1,1]
+  weight a: i64[2] = [-1,2]
+  node s: y: f32[1,16] = Squeeze (x, a)
+  output y
+}",
+            &[Layout::ChannelsLast],
+        );
+        assert_eq!(codes(&m), [Code::SQUEEZE]);
+        assert_eq!(layout(&layouts, "y"), Layout::Source);
+        let squeeze = &m.operators[0];
+        assert_eq!(m.tensor(squeeze.outputs[0]).shape, [1, 16]);
+        let tfl::BuiltinOptionsT::SqueezeOptions(o) = &squeeze.options else {
+            panic!("{:?}", squeeze.options);
+        };
+        // Stored [1,1,1,16]: H and W are stored axes 1 and 2.
+        assert_eq!(o.squeeze_dims, Some(vec![1, 2]));
+    }
+
+    #[test]
+    fn squeeze_without_axes_removes_every_unit_dim() {
+        let m = lowered(
+            "graph g {
+  input x: f32[1,3,1,2]
+  node s: y: f32[3,2] = Squeeze (x)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::SQUEEZE]);
+        let tfl::BuiltinOptionsT::SqueezeOptions(o) = &m.operators[0].options else {
+            panic!();
+        };
+        assert_eq!(o.squeeze_dims, Some(vec![0, 2]));
+    }
+
+    #[test]
+    fn axes_given_at_run_time_are_read_off_the_static_shapes() {
+        let m = lowered(
+            "graph g {
+  input x: f32[1,3,1,2]
+  input a: i64[1]
+  node s: y: f32[3,1,2] = Squeeze (x, a)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::SQUEEZE]);
+        let m = lowered(
+            "graph g {
+  input x: f32[3,2]
+  input a: i64[1]
+  node u: y: f32[3,1,2] = Unsqueeze (x, a)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::EXPAND_DIMS]);
+        assert_eq!(ints(&m, m.operators[0].inputs[1]), [1]);
+        assert_eq!(unit_axes_between(&[1, 1, 3], &[1, 3]), Some(vec![1]));
+        assert_eq!(unit_axes_between(&[3, 1, 1], &[3]), Some(vec![1, 2]));
+        assert_eq!(unit_axes_between(&[1, 3], &[3, 1]), None);
+        assert_eq!(unit_axes_between(&[2, 3], &[6]), None);
+    }
+
+    #[test]
+    fn squeezes_that_would_reorder_the_stored_axes_stay_reshapes() {
+        // Channels-last [1,H,W,C] without its batch axis is [H,W,C], which
+        // neither layout of [C,H,W] stores: read the source order instead.
+        let (m, layouts) = lowered_with(
+            "graph g {
+  input x: f32[1,4,3,5]
+  weight a: i64[1] = [0]
+  node s: y: f32[4,3,5] = Squeeze (x, a)
+  output y
+}",
+            &[Layout::ChannelsLast],
+        );
+        assert_eq!(codes(&m), [Code::TRANSPOSE, Code::RESHAPE]);
+        assert_eq!(layout(&layouts, "y"), Layout::Source);
+        // Several inserted axes: one RESHAPE.
+        let m = lowered(
+            "graph g {
+  input x: f32[3,2]
+  weight a: i64[2] = [0,3]
+  node u: y: f32[1,3,2,1] = Unsqueeze (x, a)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::RESHAPE]);
+        // One inserted axis in source order: EXPAND_DIMS on that axis.
+        let m = lowered(
+            "graph g {
+  input x: f32[3,2]
+  weight a: i64[1] = [-1]
+  node u: y: f32[3,2,1] = Unsqueeze (x, a)
+  output y
+}",
+        );
+        assert_eq!(codes(&m), [Code::EXPAND_DIMS]);
+        assert_eq!(ints(&m, m.operators[0].inputs[1]), [2]);
     }
 
     #[test]
