@@ -1521,33 +1521,9 @@ impl Emit<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::tflite::lower::testing::{codes, f32_data, lowered_in as lowered};
     use crate::formats::tflite::lower::{IoLayout, LowerOptions, support};
-    use crate::formats::tflite::model::TflModel;
     use crate::ir::text::parse;
-
-    fn lowered(text: &str, io_layout: IoLayout) -> TflModel {
-        let g = parse(text).unwrap();
-        for (id, _) in g.nodes() {
-            assert_eq!(support(&g, id), Support::Native, "{}", g.node(id).name);
-        }
-        let opts = LowerOptions {
-            io_layout,
-            ..LowerOptions::default()
-        };
-        crate::formats::tflite::lower::lower(&g, &opts).unwrap()
-    }
-
-    fn codes(m: &TflModel) -> Vec<B> {
-        m.operators.iter().map(|op| op.code).collect()
-    }
-
-    fn f32_data(m: &TflModel, t: TensorId) -> Vec<f32> {
-        let bytes = m.tensor(t).data.as_ref().expect("a constant");
-        bytes
-            .chunks(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    }
 
     fn support_of(text: &str) -> Support {
         let g = parse(text).unwrap();

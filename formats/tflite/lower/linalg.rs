@@ -889,29 +889,12 @@ fn reshape_if(lx: &mut Lowerer, t: TensorId, shape: &[usize], name: &str) -> Ten
 
 #[cfg(test)]
 mod tests {
-    use super::super::LowerOptions;
     use super::*;
+    use crate::formats::tflite::lower::testing::{codes, lowered};
     use crate::formats::tflite::model::{TflModel, TflOperator};
     use crate::ir::text::parse;
 
     type Code = tfl::BuiltinOperator;
-
-    fn lowered(text: &str) -> TflModel {
-        let g = parse(text).unwrap();
-        for (id, node) in g.nodes() {
-            assert_eq!(
-                super::super::support(&g, id),
-                Support::Native,
-                "{}",
-                node.name
-            );
-        }
-        super::super::lower(&g, &LowerOptions::default()).unwrap()
-    }
-
-    fn codes(m: &TflModel) -> Vec<Code> {
-        m.operators.iter().map(|o| o.code).collect()
-    }
 
     fn op(m: &TflModel, code: Code) -> &TflOperator {
         m.operators.iter().find(|o| o.code == code).unwrap()

@@ -20,6 +20,8 @@ mod reduce;
 mod rnn;
 mod shape;
 pub mod support;
+#[cfg(test)]
+mod testing;
 
 use std::collections::{HashMap, HashSet};
 

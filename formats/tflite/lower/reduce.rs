@@ -829,33 +829,9 @@ fn hardmax(lx: &mut Lowerer, node: &Node, attrs: &SoftmaxAttrs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::tflite::lower::testing::{codes, i32_data, lowered_in as lowered};
     use crate::formats::tflite::lower::{IoLayout, LowerOptions, support};
-    use crate::formats::tflite::model::TflModel;
     use crate::ir::text::parse;
-
-    fn lowered(text: &str, io_layout: IoLayout) -> TflModel {
-        let g = parse(text).unwrap();
-        for (id, _) in g.nodes() {
-            assert_eq!(support(&g, id), Support::Native, "{}", g.node(id).name);
-        }
-        let opts = LowerOptions {
-            io_layout,
-            ..LowerOptions::default()
-        };
-        crate::formats::tflite::lower::lower(&g, &opts).unwrap()
-    }
-
-    fn codes(m: &TflModel) -> Vec<B> {
-        m.operators.iter().map(|op| op.code).collect()
-    }
-
-    fn i32_data(m: &TflModel, t: TensorId) -> Vec<i32> {
-        let bytes = m.tensor(t).data.as_ref().expect("a constant");
-        bytes
-            .chunks(4)
-            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    }
 
     #[test]
     fn global_mean_of_channels_last_reduces_stored_axes_without_transposes() {
