@@ -34,9 +34,12 @@ impl Histogram {
         let offset = index(min, exp);
         let mut counts = vec![0u64; bins];
         let mut total = 0;
+        // Multiplying by a power of two is exact, like dividing, and faster.
+        let inverse = pow2(-exp);
         for v in values {
             if v.is_finite() {
-                let i = (index(f64::from(v), exp) - offset).clamp(0, bins as i64 - 1);
+                let at = (f64::from(v) * inverse).floor() as i64;
+                let i = (at - offset).clamp(0, bins as i64 - 1);
                 counts[i as usize] += 1;
                 total += 1;
             }
