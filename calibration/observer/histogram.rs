@@ -38,7 +38,7 @@ impl Histogram {
         let inverse = pow2(-exp);
         for v in values {
             if v.is_finite() {
-                let at = (f64::from(v) * inverse).floor() as i64;
+                let at = floor_i64(f64::from(v) * inverse);
                 let i = (at - offset).clamp(0, bins as i64 - 1);
                 counts[i as usize] += 1;
                 total += 1;
@@ -177,7 +177,15 @@ fn pow2(exp: i32) -> f64 {
 
 /// The dyadic bin of `v` at width `2^exp`: `floor(v / 2^exp)`, exact.
 fn index(v: f64, exp: i32) -> i64 {
-    (v / pow2(exp)).floor() as i64
+    floor_i64(v / pow2(exp))
+}
+
+/// `x.floor() as i64` for |x| < 2^63 without a libm call (baseline x86-64
+/// has no floor instruction): truncate, then step down for negatives.
+#[inline]
+pub(crate) fn floor_i64(x: f64) -> i64 {
+    let t = x as i64;
+    if (t as f64) > x { t - 1 } else { t }
 }
 
 /// The bin holding absolute bin `at` after the width grows by `2^shift`.
@@ -286,6 +294,24 @@ mod tests {
         assert_eq!(h.bin_width(), 0.25);
         // |x| bins of 1/4: 0.1, 0.1, 0.2 | - | - | 0.9, 0.8
         assert_eq!(h.abs_view().counts, vec![3, 0, 0, 2]);
+    }
+
+    #[test]
+    fn floor_matches_f64_floor() {
+        for x in [
+            -2.5,
+            -2.0,
+            -1e-300,
+            -0.0,
+            0.0,
+            0.5,
+            1.0,
+            3.999,
+            -3.999,
+            1e15 + 0.5,
+        ] {
+            assert_eq!(floor_i64(x), x.floor() as i64, "{x}");
+        }
     }
 
     #[test]

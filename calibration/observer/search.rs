@@ -82,65 +82,81 @@ pub fn entropy(h: &Histogram) -> (f64, f64) {
     clip(h, -t, t)
 }
 
-/// KL(P‖Q) for the first `sliced.len()` bins, `outliers` being the count beyond them.
+/// KL(P‖Q) for the first `sliced.len()` bins, `outliers` being the count
+/// beyond them, with MXNet's smoothing (`_smooth_distribution`, eps 1e-4 of
+/// a count). Computed in two passes without building P and Q: the
+/// smoothing moves `EPS` onto each empty bin and takes it evenly from the
+/// others, so it leaves each distribution's total unchanged.
 pub(crate) fn kl_for_threshold(sliced: &[f64], outliers: f64) -> f64 {
+    const EPS: f64 = 1e-4;
     let i = sliced.len();
-    let mut p = sliced.to_vec();
-    p[i - 1] += outliers;
     let merged = i / ENTROPY_LEVELS;
-    let mut q = vec![0.0; i];
-    for level in 0..ENTROPY_LEVELS {
+    let block = |level: usize| {
         let start = level * merged;
         let end = if level == ENTROPY_LEVELS - 1 {
             i
         } else {
             start + merged
         };
-        let total: f64 = sliced[start..end].iter().sum();
-        let nonzero = p[start..end].iter().filter(|&&v| v != 0.0).count();
-        if nonzero > 0 {
-            let share = total / nonzero as f64;
-            for k in start..end {
-                if p[k] != 0.0 {
-                    q[k] = share;
-                }
+        start..end
+    };
+    let p_at = |k: usize| {
+        if k == i - 1 {
+            sliced[k] + outliers
+        } else {
+            sliced[k]
+        }
+    };
+    // Pass 1: empty bins of P and Q, and the totals.
+    let (mut p_zeros, mut q_zeros, mut p_total, mut q_total) = (0usize, 0usize, 0.0, 0.0);
+    for level in 0..ENTROPY_LEVELS {
+        let range = block(level);
+        let total: f64 = sliced[range.clone()].iter().sum();
+        let nonzero = range.clone().filter(|&k| p_at(k) != 0.0).count();
+        p_zeros += range.len() - nonzero;
+        q_zeros += if total == 0.0 {
+            range.len()
+        } else {
+            range.len() - nonzero
+        };
+        p_total += range.clone().map(p_at).sum::<f64>();
+        q_total += if nonzero > 0 { total } else { 0.0 };
+    }
+    if p_zeros == i || q_zeros == i {
+        return f64::INFINITY;
+    }
+    let p_eps = EPS * p_zeros as f64 / (i - p_zeros) as f64;
+    let q_eps = EPS * q_zeros as f64 / (i - q_zeros) as f64;
+    // Pass 2: sum p ln(p / q) over the smoothed, normalized bins.
+    let mut kl = 0.0;
+    for level in 0..ENTROPY_LEVELS {
+        let range = block(level);
+        let total: f64 = sliced[range.clone()].iter().sum();
+        let nonzero = range.clone().filter(|&k| p_at(k) != 0.0).count();
+        let share = if nonzero > 0 {
+            total / nonzero as f64
+        } else {
+            0.0
+        };
+        for k in range {
+            let p = p_at(k);
+            let q = if p != 0.0 { share } else { 0.0 };
+            let p = if p == 0.0 { EPS } else { p - p_eps };
+            let q = if q == 0.0 { EPS } else { q - q_eps };
+            if p <= 0.0 || q <= 0.0 {
+                return f64::INFINITY;
             }
+            let (p, q) = (p / p_total, q / q_total);
+            kl += p * (p / q).ln();
         }
     }
-    match (smooth(&p), smooth(&q)) {
-        (Some(p), Some(q)) => kl_divergence(&p, &q),
-        _ => f64::INFINITY,
-    }
+    kl
 }
 
-/// Moves a little mass onto empty bins so KL is finite (MXNet's
-/// `_smooth_distribution`, eps 1e-4 of a count); `None` if nothing is
-/// non-zero or a bin would turn non-positive.
-fn smooth(p: &[f64]) -> Option<Vec<f64>> {
-    const EPS: f64 = 1e-4;
-    let zeros = p.iter().filter(|&&v| v == 0.0).count();
-    let nonzeros = p.len() - zeros;
-    if nonzeros == 0 {
-        return None;
-    }
-    let eps1 = EPS * zeros as f64 / nonzeros as f64;
-    let out: Vec<f64> = p
-        .iter()
-        .map(|&v| if v == 0.0 { EPS } else { v - eps1 })
-        .collect();
-    out.iter().all(|&v| v > 0.0).then_some(out)
-}
-
-/// KL divergence of the normalized distributions, as `scipy.stats.entropy(p, q)`.
-fn kl_divergence(p: &[f64], q: &[f64]) -> f64 {
-    let (sp, sq): (f64, f64) = (p.iter().sum(), q.iter().sum());
-    p.iter()
-        .zip(q)
-        .map(|(&a, &b)| {
-            let (a, b) = (a / sp, b / sq);
-            if a > 0.0 { a * (a / b).ln() } else { 0.0 }
-        })
-        .sum()
+/// `x.round()` (half away from zero) for |x| < 2^63 without a libm call.
+#[inline]
+fn round(x: f64) -> f64 {
+    ((x.abs() + 0.5) as i64 as f64).copysign(x)
 }
 
 /// The range whose int8 quantization of the histogram's values (each bin
@@ -198,7 +214,7 @@ pub(crate) fn symmetric_error(abs: &Bins, t: f64) -> f64 {
         .filter(|(_, c)| **c != 0)
         .map(|(i, &c)| {
             let x = abs.center(i);
-            let q = (x / step).round().min(127.0) * step;
+            let q = round(x / step).min(127.0) * step;
             c as f64 * (x - q) * (x - q)
         })
         .sum()
@@ -211,14 +227,14 @@ pub(crate) fn affine_error(bins: &Bins, low: f64, high: f64) -> f64 {
     if step <= 0.0 {
         return f64::INFINITY;
     }
-    let zero = (-low / step).round();
+    let zero = round(-low / step);
     bins.counts
         .iter()
         .enumerate()
         .filter(|(_, c)| **c != 0)
         .map(|(i, &c)| {
             let x = bins.center(i);
-            let q = ((x / step).round() + zero).clamp(0.0, 255.0);
+            let q = (round(x / step) + zero).clamp(0.0, 255.0);
             let y = (q - zero) * step;
             c as f64 * (x - y) * (x - y)
         })

@@ -111,6 +111,8 @@ fn kl_divergence_by_hand() {
         .collect();
     let expected = 0.75 * (0.75f64 / 0.5).ln() + 0.25 * (0.25f64 / 0.5).ln();
     assert!((kl_for_threshold(&pairs, 0.0) - expected).abs() < 1e-12);
+    // Only outliers: Q is empty everywhere, so no KL is defined.
+    assert_eq!(kl_for_threshold(&[0.0; 128], 5.0), f64::INFINITY);
 }
 
 #[test]
