@@ -5,7 +5,9 @@
 //!
 //! DATA is `tokens:FILE`, `arrays:DIR`, `images:DIR` or `random:N`; METHOD
 //! as `Method::from_str` reads it (default minmax). `images:` takes
-//! preprocess keys as KEY=VALUE; `tokens:` takes `length=N`.
+//! preprocess keys as KEY=VALUE; `tokens:` takes `length=N`; `passes=default`
+//! runs the default pass pipeline (folding, fusion) before calibrating, as a
+//! quantizer would.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +17,8 @@ use edgeconv::calibration::calibrate::{Options, calibrate};
 use edgeconv::calibration::data::{DataSpec, Dataset, Preprocess, RandomOptions, TokenOptions};
 use edgeconv::calibration::observer::Method;
 use edgeconv::formats::onnx;
+use edgeconv::passes::presets::default_pipeline;
+use edgeconv::passes::{RunOptions, run_stages};
 use edgeconv::progress::Silent;
 
 fn main() -> ExitCode {
@@ -41,7 +45,10 @@ fn run() -> edgeconv::Result<()> {
         .collect();
 
     let start = Instant::now();
-    let g = onnx::import(&model, &Silent)?;
+    let mut g = onnx::import(&model, &Silent)?;
+    if pairs.contains(&("passes", "default")) {
+        run_stages(&mut g, &default_pipeline(), &RunOptions::default())?;
+    }
     let spec = match data.split_once(':') {
         Some(("tokens", path)) => {
             let mut options = TokenOptions::default();

@@ -10,7 +10,7 @@
 mod arrays;
 pub mod image;
 mod random;
-mod resample;
+pub mod resample;
 mod tokens;
 
 use std::collections::BTreeMap;
