@@ -15,6 +15,12 @@ bench:
     cargo test --test oracle_setup
     python3 bench/run.py
 
+# Calibration benchmarks beside onnxruntime's quantize_static: writes bench/CALIBRATION.md.
+bench-calibration:
+    cargo build --release --example calibrate
+    cargo test --test oracle_setup
+    python3 bench/calibration.py
+
 fmt:
     cargo fmt
 

@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
 
@@ -44,6 +45,93 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
 
 /// Parses the bytes of a `.npy` file; errors name `path` and the byte offset.
 pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Tensor> {
+    let header = parse_header(path, bytes)?;
+    Tensor::from_bytes(header.dtype, &header.shape, &bytes[header.data_start..])
+        .map_err(|e| Error::parse(path, header.data_start as u64, e.to_string()))
+}
+
+/// A memory-mapped `.npy` file whose header has been checked; rows along the
+/// first axis are decoded on demand, so a file of many samples is never
+/// read whole.
+#[derive(Clone)]
+pub struct NpyFile {
+    path: PathBuf,
+    map: Bytes,
+    dtype: DType,
+    shape: Vec<usize>,
+    data_start: usize,
+}
+
+impl NpyFile {
+    pub fn open(path: &Path) -> Result<NpyFile> {
+        let map = map_file(path)?;
+        let header = parse_header(path, &map)?;
+        Ok(NpyFile {
+            path: path.to_path_buf(),
+            map,
+            dtype: header.dtype,
+            shape: header.shape,
+            data_start: header.data_start,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The whole array.
+    pub fn tensor(&self) -> Result<Tensor> {
+        Tensor::from_bytes(self.dtype, &self.shape, &self.map[self.data_start..])
+            .map_err(|e| Error::parse(&self.path, self.data_start as u64, e.to_string()))
+    }
+
+    /// `array[index]`: one row along the first axis, that axis dropped.
+    pub fn row(&self, index: usize) -> Result<Tensor> {
+        let shape = self.shape.get(1..).unwrap_or_default().to_vec();
+        self.slice(index, 1, &shape)
+    }
+
+    /// `array[start..start + count]` along the first axis (rank kept).
+    pub fn rows(&self, start: usize, count: usize) -> Result<Tensor> {
+        let mut shape = self.shape.clone();
+        if let Some(first) = shape.first_mut() {
+            *first = count;
+        }
+        self.slice(start, count, &shape)
+    }
+
+    /// Rows `start..start + count` decoded as `shape`, which holds as many elements.
+    fn slice(&self, start: usize, count: usize, shape: &[usize]) -> Result<Tensor> {
+        let rows = self.shape.first().copied().unwrap_or(0);
+        if self.shape.is_empty() || start.checked_add(count).is_none_or(|end| end > rows) {
+            return Err(Error::Input(format!(
+                "{}: rows {start}..{} of an array of shape {:?}",
+                self.path.display(),
+                start.saturating_add(count),
+                self.shape
+            )));
+        }
+        // The header check proved the whole data size fits in the file, so
+        // these products do not overflow.
+        let row_elements: usize = self.shape[1..].iter().product();
+        let row_bytes = self.dtype.size_of().unwrap_or(1) * row_elements;
+        let at = self.data_start + start * row_bytes;
+        Tensor::from_bytes(self.dtype, shape, &self.map[at..at + count * row_bytes])
+            .map_err(|e| Error::parse(&self.path, at as u64, e.to_string()))
+    }
+}
+
+/// Checks the magic, version and header of a `.npy` file and that the data
+/// after it has exactly the size the header declares.
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<NpyHeader> {
     let fail = |offset: usize, msg: String| Error::parse(path, offset as u64, msg);
     if bytes.get(..MAGIC.len()) != Some(&MAGIC[..]) {
         return Err(fail(
@@ -92,7 +180,7 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Tensor> {
             "header is not valid text".into(),
         )
     })?;
-    let header = HeaderParser {
+    let mut header = HeaderParser {
         text: header,
         pos: 0,
         base: header_start,
@@ -119,8 +207,8 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<Tensor> {
             ),
         ));
     }
-    Tensor::from_bytes(header.dtype, &header.shape, data)
-        .map_err(|e| fail(data_start, e.to_string()))
+    header.data_start = data_start;
+    Ok(header)
 }
 
 /// The bytes of a version 1.0 `.npy` file (2.0 when the header needs it), as
@@ -308,6 +396,7 @@ fn dtype_of_code(code: &str) -> Option<DType> {
 struct NpyHeader {
     dtype: DType,
     shape: Vec<usize>,
+    data_start: usize,
 }
 
 /// A parser for the Python dict literal of a `.npy` header.
@@ -387,7 +476,11 @@ impl HeaderParser<'_> {
                 "Fortran-order arrays are not supported; save a C-order array (np.ascontiguousarray)",
             ));
         }
-        Ok(NpyHeader { dtype, shape })
+        Ok(NpyHeader {
+            dtype,
+            shape,
+            data_start: 0,
+        })
     }
 
     fn string(&mut self) -> Result<String> {

@@ -175,6 +175,7 @@ fn paths_are_published_for_scripts() {
         "node_tests": common::node_tests_dir(),
         "real_models": common::real_models_dir(),
         "real_inputs": common::real_inputs_dir(),
+        "eval_pages": common::eval_pages_dir(),
     });
     let target = common::repo_root().join("target");
     fs::create_dir_all(&target).unwrap();

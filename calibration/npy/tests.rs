@@ -424,3 +424,41 @@ print(json.dumps(out))
         .collect();
     assert_eq!(read_back, expected);
 }
+
+#[test]
+fn npy_file_decodes_rows_on_demand() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.npy");
+    let t = f32_tensor(&[4, 2, 3]);
+    std::fs::write(&path, encode_npy(&t).unwrap()).unwrap();
+    let file = NpyFile::open(&path).unwrap();
+    assert_eq!((file.dtype(), file.shape()), (DType::F32, &[4, 2, 3][..]));
+    assert_eq!(file.tensor().unwrap(), t);
+    let Tensor::F32(a) = &t else { unreachable!() };
+    let row = |i: usize| Tensor::F32(a.index_axis(ndarray::Axis(0), i).to_owned());
+    assert_eq!(file.row(2).unwrap(), row(2));
+    let two = file.rows(1, 2).unwrap();
+    assert_eq!(two.shape(), &[2, 2, 3]);
+    assert_eq!(
+        two,
+        Tensor::F32(
+            a.slice_axis(ndarray::Axis(0), ndarray::Slice::from(1..3))
+                .to_owned()
+        )
+    );
+    for (start, count) in [(4, 1), (3, 2), (usize::MAX, 2)] {
+        let text = file.rows(start, count).unwrap_err().to_string();
+        assert!(text.contains("x.npy: rows"), "{text}");
+    }
+    let scalar = dir.path().join("s.npy");
+    std::fs::write(&scalar, encode_npy(&Tensor::scalar_f32(1.0)).unwrap()).unwrap();
+    assert!(NpyFile::open(&scalar).unwrap().row(0).is_err());
+    // A header that promises more data than the file has is refused on open.
+    let mut short = encode_npy(&t).unwrap();
+    short.truncate(short.len() - 4);
+    std::fs::write(&path, short).unwrap();
+    assert_eq!(
+        NpyFile::open(&path).err().map(|e| e.exit_code()),
+        Some(crate::ir::error::exit::BAD_INPUT)
+    );
+}

@@ -123,6 +123,20 @@ pub fn eval_pages_dir() -> PathBuf {
     .clone()
 }
 
+/// pil_preprocess.py's output: `<dir>/images/` (PNG and JPEG pages) and, per
+/// preprocessing spec, `<dir>/<spec>.toml` and Pillow's result `<dir>/<spec>.npy`.
+pub fn pil_images_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let scripts = ["pil_preprocess.py", "make_real_inputs.py"].map(|s| oracles_dir().join(s));
+        let scripts: Vec<&Path> = scripts.iter().map(PathBuf::as_path).collect();
+        provision_with_script("pil-images", &scripts, "COMPLETE", |dir| {
+            run_python("pil_preprocess.py", &[dir]);
+        })
+    })
+    .clone()
+}
+
 /// Crafted malformed ONNX models from make_hostile.py; `COMPLETE` lists them.
 pub fn hostile_models_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
