@@ -116,18 +116,9 @@ impl Random {
     }
 }
 
+/// Whole-byte integers (random data has no packed 4-bit form).
 fn is_int(d: DType) -> bool {
-    matches!(
-        d,
-        DType::U8
-            | DType::I8
-            | DType::U16
-            | DType::I16
-            | DType::U32
-            | DType::I32
-            | DType::U64
-            | DType::I64
-    )
+    d.is_integer() && !matches!(d, DType::I4 | DType::U4)
 }
 
 /// SplitMix64: a tiny, well-mixed generator, seeded per sample and input so
