@@ -158,9 +158,11 @@ fn bitwise(op: &Op, a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
                             ShiftDirection::Left => Box::new(move |p: $t, q: $t| {
                                 u32::try_from(q).ok().filter(|&q| q < bits).map_or(0, |q| p << q)
                             }),
-                            // Out-of-range right shifts fill with the sign bit.
+                            // Out-of-range right shifts leave only the sign fill:
+                            // all ones for a negative signed value, else zero
+                            // (two shifts, as one by the full width overflows).
                             ShiftDirection::Right => Box::new(move |p: $t, q: $t| {
-                                u32::try_from(q).ok().filter(|&q| q < bits).map_or(p >> (bits - 1), |q| p >> q)
+                                u32::try_from(q).ok().filter(|&q| q < bits).map_or((p >> (bits - 1)) >> 1, |q| p >> q)
                             }),
                         },
                         other => return Err(format!("{} is not a bitwise op", other.name())),
@@ -267,6 +269,22 @@ mod tests {
         .unwrap();
         assert_eq!(y, t(&[2, 3], &[11.0, 21.0, 31.0, 12.0, 22.0, 32.0]));
         assert!(binary(&Op::Add, &t(&[2], &[1.0, 2.0]), &t(&[3], &[1.0, 2.0, 3.0])).is_err());
+    }
+
+    #[test]
+    fn right_shifts_by_the_width_or_more_leave_the_sign_fill() {
+        use crate::ir::ops::{BitShiftAttrs, ShiftDirection};
+        let op = Op::BitShift(BitShiftAttrs {
+            direction: ShiftDirection::Right,
+        });
+        let u =
+            |v: &[u8]| Tensor::U8(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v.to_vec()).unwrap());
+        let y = binary(&op, &u(&[200, 200, 200]), &u(&[1, 8, 9])).unwrap();
+        assert_eq!(y, u(&[100, 0, 0]), "onnxruntime gives 0 for unsigned");
+        let i =
+            |v: &[i8]| Tensor::I8(ArrayD::from_shape_vec(IxDyn(&[v.len()]), v.to_vec()).unwrap());
+        let y = binary(&op, &i(&[-100, 100]), &i(&[8, 8])).unwrap();
+        assert_eq!(y, i(&[-1, 0]));
     }
 
     #[test]
