@@ -37,6 +37,7 @@ use super::shape::Dim;
 use super::tensor::Tensor;
 
 pub use operands::MAX_ELEMENTS;
+pub use resize::source_coordinate;
 
 /// Runs the graph; `inputs` in `g.inputs` order; returns `g.outputs` in order.
 ///

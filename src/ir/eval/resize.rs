@@ -158,6 +158,53 @@ struct Taps {
     extrapolated: Vec<bool>,
 }
 
+/// The input coordinate ONNX Resize samples for output index `y` of an axis
+/// resized from `input` to `output` elements by `scale` (`roi`: the
+/// tf_crop_and_resize window as fractions of the axis, whole axis when absent).
+pub fn source_coordinate(
+    transform: CoordinateTransform,
+    y: usize,
+    input: usize,
+    output: usize,
+    scale: f64,
+    roi: Option<(f64, f64)>,
+) -> f64 {
+    let (y, in_f) = (y as f64, input as f64);
+    let out_f = scale * in_f;
+    match transform {
+        CoordinateTransform::AlignCorners => {
+            if out_f == 1.0 {
+                0.0
+            } else {
+                y * (in_f - 1.0) / (out_f - 1.0)
+            }
+        }
+        CoordinateTransform::Asymmetric => y / scale,
+        CoordinateTransform::TfCropAndResize => {
+            let (start, end) = roi.unwrap_or((0.0, 1.0));
+            let x = if out_f == 1.0 {
+                (end - start) * (in_f - 1.0) / 2.0
+            } else {
+                y * (end - start) * (in_f - 1.0) / (out_f - 1.0)
+            };
+            x + start * (in_f - 1.0)
+        }
+        CoordinateTransform::PytorchHalfPixel => {
+            if out_f == 1.0 {
+                -0.5
+            } else {
+                (y + 0.5) / scale - 0.5
+            }
+        }
+        CoordinateTransform::HalfPixel => (y + 0.5) / scale - 0.5,
+        CoordinateTransform::HalfPixelSymmetric => {
+            let adjustment = output as f64 / out_f;
+            let offset = in_f / 2.0 * (1.0 - adjustment);
+            offset + (y + 0.5) / scale - 0.5
+        }
+    }
+}
+
 impl Taps {
     fn new(
         attrs: &ResizeAttrs,
@@ -170,7 +217,6 @@ impl Taps {
             return Err("cannot resize an empty axis to a non-empty one".into());
         }
         let in_f = input as f64;
-        let out_f = scale * in_f;
         let mut taps = Taps {
             per_output: 0,
             index: Vec::new(),
@@ -178,39 +224,7 @@ impl Taps {
             extrapolated: Vec::new(),
         };
         for y in 0..output {
-            let y = y as f64;
-            let x = match attrs.coordinate_transform {
-                CoordinateTransform::AlignCorners => {
-                    if out_f == 1.0 {
-                        0.0
-                    } else {
-                        y * (in_f - 1.0) / (out_f - 1.0)
-                    }
-                }
-                CoordinateTransform::Asymmetric => y / scale,
-                CoordinateTransform::TfCropAndResize => {
-                    let (start, end) = roi.unwrap_or((0.0, 1.0));
-                    let x = if out_f == 1.0 {
-                        (end - start) * (in_f - 1.0) / 2.0
-                    } else {
-                        y * (end - start) * (in_f - 1.0) / (out_f - 1.0)
-                    };
-                    x + start * (in_f - 1.0)
-                }
-                CoordinateTransform::PytorchHalfPixel => {
-                    if out_f == 1.0 {
-                        -0.5
-                    } else {
-                        (y + 0.5) / scale - 0.5
-                    }
-                }
-                CoordinateTransform::HalfPixel => (y + 0.5) / scale - 0.5,
-                CoordinateTransform::HalfPixelSymmetric => {
-                    let adjustment = output as f64 / out_f;
-                    let offset = in_f / 2.0 * (1.0 - adjustment);
-                    offset + (y + 0.5) / scale - 0.5
-                }
-            };
+            let x = source_coordinate(attrs.coordinate_transform, y, input, output, scale, roi);
             taps.extrapolated.push(
                 attrs.coordinate_transform == CoordinateTransform::TfCropAndResize
                     && (x < 0.0 || x > in_f - 1.0),

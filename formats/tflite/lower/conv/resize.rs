@@ -12,7 +12,7 @@
 //! MUL and summed by ADD.
 
 use crate::ir::error::Result;
-use crate::ir::eval::eval_op;
+use crate::ir::eval::{eval_op, source_coordinate};
 use crate::ir::ops::{
     AspectRatioPolicy, CoordinateTransform, NearestMode, ResizeAttrs, ResizeMode,
 };
@@ -178,8 +178,14 @@ fn builtin(
             (2..4).all(|ax| {
                 let (input, output) = (xs[ax], ys[ax]);
                 (0..output).all(|o| {
-                    let onnx =
-                        onnx_coordinate(a.coordinate_transform, o, input, output, scales[ax]);
+                    let onnx = source_coordinate(
+                        a.coordinate_transform,
+                        o,
+                        input,
+                        output,
+                        scales[ax],
+                        None,
+                    );
                     if nearest {
                         let want = onnx_nearest(onnx, a.nearest_mode, input);
                         want == tfl_nearest(o, input, output, align_corners, half_pixel_centers)
@@ -381,44 +387,6 @@ fn scales(
         return Err(format!("scales {full:?} must be positive"));
     }
     Ok(full)
-}
-
-/// The input coordinate ONNX samples for output index `o` (the IR
-/// reference's formulas).
-fn onnx_coordinate(
-    t: CoordinateTransform,
-    o: usize,
-    input: usize,
-    output: usize,
-    scale: f64,
-) -> f64 {
-    let (y, in_f) = (o as f64, input as f64);
-    let out_f = scale * in_f;
-    match t {
-        CoordinateTransform::AlignCorners => {
-            if out_f == 1.0 {
-                0.0
-            } else {
-                y * (in_f - 1.0) / (out_f - 1.0)
-            }
-        }
-        CoordinateTransform::Asymmetric => y / scale,
-        CoordinateTransform::PytorchHalfPixel => {
-            if out_f == 1.0 {
-                -0.5
-            } else {
-                (y + 0.5) / scale - 0.5
-            }
-        }
-        CoordinateTransform::HalfPixel => (y + 0.5) / scale - 0.5,
-        CoordinateTransform::HalfPixelSymmetric => {
-            let adjustment = output as f64 / out_f;
-            let offset = in_f / 2.0 * (1.0 - adjustment);
-            offset + (y + 0.5) / scale - 0.5
-        }
-        // Refused by `plan`; the center is as good as any coordinate.
-        CoordinateTransform::TfCropAndResize => (in_f - 1.0) / 2.0,
-    }
 }
 
 /// The input index ONNX's nearest mode picks for coordinate `x`.
