@@ -14,7 +14,7 @@ pub mod matching;
 pub mod norm;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use activation_patterns::RecognizeActivations;
 pub use attention::RecognizeAttention;

@@ -295,36 +295,8 @@ pub mod testing {
 
     use crate::ir::compare::compare;
     use crate::ir::eval::run;
-    use crate::ir::text::parse;
     use crate::ir::{DType, Graph, Tensor};
-    use crate::passes::{Pass, Repeat, RunOptions, Stage, run_stages};
-
-    /// The graph before and after `pass` (verified), and the rules it applied.
-    pub fn run_pass(text: &str, pass: impl Pass + 'static) -> (Graph, Graph, Vec<String>) {
-        let before = parse(text).unwrap();
-        let mut after = before.clone();
-        let stage = Stage {
-            name: "test",
-            passes: vec![Box::new(pass)],
-            repeat: Repeat::Once,
-        };
-        let opts = RunOptions {
-            verify_each: true,
-            print_after: None,
-        };
-        let report = run_stages(&mut after, &[stage], &opts).unwrap();
-        let rules = report.rewrites.iter().map(|r| r.rule.clone()).collect();
-        (before, after, rules)
-    }
-
-    /// The op kinds of the live nodes, in topological order.
-    pub fn kinds(g: &Graph) -> Vec<&'static str> {
-        g.topo_order()
-            .unwrap()
-            .into_iter()
-            .map(|id| g.node(id).op.kind().name())
-            .collect()
-    }
+    pub use crate::passes::fuse::testing::{kinds, run_pass};
 
     /// Deterministic inputs: floats over [-3, 3] (shifted by `offset`), bools alternating.
     pub fn inputs(g: &Graph, seed: u64, offset: f64) -> Vec<Tensor> {
