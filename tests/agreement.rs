@@ -38,18 +38,6 @@ fn run_cli(sample: &Sample, out: &Path) {
     );
 }
 
-fn onnxruntime_outputs(sample: &Sample, out: &Path) -> Vec<(String, Tensor)> {
-    let mut args: Vec<String> = vec![sample.model.display().to_string()];
-    for (name, file) in &sample.inputs {
-        args.push("--input".into());
-        args.push(format!("{name}={}", file.display()));
-    }
-    args.push("--out".into());
-    args.push(out.display().to_string());
-    common::run_python("ort_run.py", &args);
-    read_npz(out).unwrap()
-}
-
 /// Compares every named output; returns the worst agreement, or why it fails.
 fn agree(
     label: &str,
@@ -90,7 +78,11 @@ fn check_against_onnxruntime(samples: &[Sample]) {
         let ours_path = dir.path().join(format!("{i}-ours.npz"));
         run_cli(sample, &ours_path);
         let ours = read_npz(&ours_path).unwrap();
-        let expected = onnxruntime_outputs(sample, &dir.path().join(format!("{i}-ort.npz")));
+        let expected = common::onnxruntime(
+            &sample.model,
+            &sample.inputs,
+            &dir.path().join(format!("{i}-ort.npz")),
+        );
         match agree(&sample.label, &ours, &expected) {
             Ok(a) => println!(
                 "{:<40} max relative error {:.2e}  SQNR {:.1} dB",

@@ -15,7 +15,6 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use common::samples::{FIXTURES, REAL_MODELS, Sample, fixture_samples, real_sample};
-use edgeconv::calibration::npy::read_npz;
 use edgeconv::formats::onnx::{self, proto};
 use edgeconv::ir::compare::compare;
 use edgeconv::ir::{OpKind, Tensor};
@@ -61,19 +60,6 @@ fn convert(model: &Path, out: &Path, extra: &[&str]) -> Output {
 
 fn onnx_check(model: &Path) {
     common::run_python("onnx_check.py", &[model]);
-}
-
-/// onnxruntime's outputs of `model` on `inputs` (graph input name -> .npy).
-fn onnxruntime(model: &Path, inputs: &[(String, PathBuf)], out: &Path) -> Vec<(String, Tensor)> {
-    let mut args: Vec<String> = vec![model.display().to_string()];
-    for (name, file) in inputs {
-        args.push("--input".into());
-        args.push(format!("{name}={}", file.display()));
-    }
-    args.push("--out".into());
-    args.push(out.display().to_string());
-    common::run_python("ort_run.py", &args);
-    read_npz(out).unwrap()
 }
 
 /// The largest relative error over all outputs, or why they disagree.
@@ -144,8 +130,8 @@ fn check_cases(cases: &[Case], extra: &[&str]) {
         let mut worst = 0f64;
         for (k, sample) in case.samples.iter().enumerate() {
             let inputs = &sample.inputs;
-            let ours = onnxruntime(&out, inputs, &dir.path().join(format!("{k}-ours.npz")));
-            let original = onnxruntime(
+            let ours = common::onnxruntime(&out, inputs, &dir.path().join(format!("{k}-ours.npz")));
+            let original = common::onnxruntime(
                 &case.model,
                 inputs,
                 &dir.path().join(format!("{k}-orig.npz")),
@@ -215,8 +201,8 @@ fn pinning_the_batch_makes_dynamic_batch_fully_static() {
 
     // Sample 1 has N = 2.
     let inputs = &case.samples[1].inputs;
-    let ours = onnxruntime(&out, inputs, &dir.path().join("ours.npz"));
-    let original = onnxruntime(&case.model, inputs, &dir.path().join("orig.npz"));
+    let ours = common::onnxruntime(&out, inputs, &dir.path().join("ours.npz"));
+    let original = common::onnxruntime(&case.model, inputs, &dir.path().join("orig.npz"));
     agreement("dynamic_batch pinned", &ours, &original).unwrap();
 }
 

@@ -18,7 +18,6 @@ use common::samples::{FIXTURES, REAL_MODELS, Sample, fixture_samples, real_sampl
 use edgeconv::calibration::npy::{read_npy, read_npz};
 use edgeconv::formats::tflite::lower::permute;
 use edgeconv::formats::tflite::schema as tfl;
-use edgeconv::ir::Tensor;
 use edgeconv::ir::compare::compare;
 use sha2::{Digest, Sha256};
 
@@ -67,18 +66,6 @@ fn convert(sample: &Sample, out: &Path, extra: &[&str]) {
         sample.label,
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-fn onnxruntime_outputs(sample: &Sample, out: &Path) -> Vec<(String, Tensor)> {
-    let mut args: Vec<String> = vec![sample.model.display().to_string()];
-    for (name, file) in &sample.inputs {
-        args.push("--input".into());
-        args.push(format!("{name}={}", file.display()));
-    }
-    args.push("--out".into());
-    args.push(out.display().to_string());
-    common::run_python("ort_run.py", &args);
-    read_npz(out).unwrap()
 }
 
 /// One conversion to check: the sample, the flags, the tolerance.
@@ -163,11 +150,14 @@ fn fixtures_and_real_models_run_in_litert_and_match_onnxruntime() {
     let mut failures = Vec::new();
     for (case, result) in cases.iter().zip(&results) {
         let label = format!("{} {:?}", case.sample.label, case.flags);
-        let ort_file = case.tflite.with_extension("ort.npz");
+        // One onnxruntime run per sample serves its float32 and float16 cases.
+        let ort_file = dir
+            .path()
+            .join(format!("{}.ort.npz", case.sample.label.replace('/', "_")));
         let expected = if ort_file.exists() {
             read_npz(&ort_file).unwrap()
         } else {
-            onnxruntime_outputs(&case.sample, &ort_file)
+            common::onnxruntime(&case.sample.model, &case.sample.inputs, &ort_file)
         };
         for resolver in Resolver::BOTH {
             let run = result.run(resolver);

@@ -151,6 +151,24 @@ pub fn hostile_models_dir() -> PathBuf {
 }
 
 /// Runs `tests/oracles/<script> args…` with the oracle python; panics unless it succeeds.
+/// onnxruntime's outputs of `model` on `inputs` (graph input name -> .npy),
+/// through ort_run.py, written to `out` (.npz) and read back.
+pub fn onnxruntime(
+    model: &Path,
+    inputs: &[(String, PathBuf)],
+    out: &Path,
+) -> Vec<(String, edgeconv::ir::Tensor)> {
+    let mut args: Vec<String> = vec![model.display().to_string()];
+    for (name, file) in inputs {
+        args.push("--input".into());
+        args.push(format!("{name}={}", file.display()));
+    }
+    args.push("--out".into());
+    args.push(out.display().to_string());
+    run_python("ort_run.py", &args);
+    edgeconv::calibration::npy::read_npz(out).unwrap()
+}
+
 pub fn run_python<S: AsRef<OsStr>>(script: &str, args: &[S]) -> Output {
     run_python_file(&oracles_dir().join(script), args)
 }
