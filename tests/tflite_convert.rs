@@ -379,3 +379,48 @@ fn a_dynamic_input_exits_3_with_the_pin_that_fixes_it() {
     assert!(stderr.contains("--pin x:0=VALUE"), "{stderr}");
     assert!(!out.exists());
 }
+
+/// Weights written after the flatbuffer (offset buffers, the form models past
+/// 2 GiB and above 64 MiB of weights take) load and compute in LiteRT exactly
+/// as weights inside it do.
+#[test]
+fn offset_buffer_weights_run_in_litert_like_inline_ones() {
+    use edgeconv::formats::target::Target;
+    use edgeconv::formats::tflite::lower::lower;
+    use edgeconv::formats::tflite::target::TfliteTarget;
+    use edgeconv::formats::tflite::write::{OffsetBuffers, write_model};
+    use edgeconv::passes::{RunOptions, presets, run_stages};
+    use edgeconv::progress::Silent;
+
+    let dir = tempfile::tempdir().unwrap();
+    let sample = fixture_samples("mobilenet_block").remove(0);
+    let mut g = edgeconv::formats::onnx::import(&sample.model, &Silent).unwrap();
+    let target = TfliteTarget::default();
+    let mut stages = presets::for_target(target.name());
+    stages.extend(target.legalize());
+    run_stages(&mut g, &stages, &RunOptions::default()).unwrap();
+    let model = lower(&g, &target.lower).unwrap();
+    let inline = dir.path().join("inline.tflite");
+    let offset = dir.path().join("offset.tflite");
+    let written_inline = write_model(&model, &inline, OffsetBuffers::Never, &Silent).unwrap();
+    let written_offset = write_model(&model, &offset, OffsetBuffers::Always, &Silent).unwrap();
+    assert!(!written_inline.offset_buffers);
+    assert!(written_offset.offset_buffers);
+    assert!(
+        written_offset.flatbuffer_bytes + model.constant_bytes() <= written_offset.bytes,
+        "the weights follow the flatbuffer"
+    );
+
+    let results = run_batch(&[
+        Job::for_sample(&inline, &sample),
+        Job::for_sample(&offset, &sample),
+    ]);
+    for resolver in Resolver::BOTH {
+        let a = &results[0].ok(resolver).outputs;
+        let b = &results[1].ok(resolver).outputs;
+        assert_eq!(
+            a, b,
+            "[{resolver}] offset-buffer outputs differ from inline ones"
+        );
+    }
+}
