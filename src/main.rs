@@ -127,7 +127,8 @@ struct ConvertArgs {
     /// [first:|last:]COUNT, FRACTION or PERCENT%.
     #[arg(long, value_name = "SPLIT", help_heading = "Quantization")]
     calib_split: Option<String>,
-    /// int8: evaluation data for the accuracy report (same forms as --calib).
+    /// int8: evaluation data for the accuracy report (same forms as --calib;
+    /// `none` skips the measurement). Default: the calibration data.
     #[arg(long, value_name = "SPEC", help_heading = "Quantization")]
     eval: Option<String>,
     /// Image preprocessing: a TOML file or KEY=VALUE (resize, filter, crop,

@@ -11,7 +11,7 @@ use edgeconv::formats::onnx::export::{ExternalData, OnnxTarget};
 use edgeconv::formats::target::{EmitReport, Target, require_supported};
 use edgeconv::formats::tflite::lower::{IoLayout, LowerOptions};
 use edgeconv::formats::tflite::quantize::NodeFilter;
-use edgeconv::formats::tflite::quantize::accuracy::AccuracyReport;
+use edgeconv::formats::tflite::quantize::accuracy::{AccuracyReport, Evaluation};
 use edgeconv::formats::tflite::target::{Quantization, TfliteTarget};
 use edgeconv::formats::tflite::write::OffsetBuffers;
 use edgeconv::ir::error::Error;
@@ -255,8 +255,11 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
             .map_err(|e| e.context(format!("calibrating {}", req.model.display())))?;
         let mut tflite = tflite_target(req, Some(calibration.clone()))?;
         let eval = data.eval.as_ref().unwrap_or(calib);
-        let (evaluation, budget) =
-            quant::evaluate_int8(&req.quant_flags, &mut tflite, &g, eval, progress)?;
+        let (evaluation, budget) = if data.skip_eval {
+            (Evaluation::default(), None)
+        } else {
+            quant::evaluate_int8(&req.quant_flags, &mut tflite, &g, eval, progress)?
+        };
         accuracy = Some((calibration, data, evaluation, budget));
         target = Box::new(tflite.clone());
         accuracy_target = Some(tflite);
@@ -454,6 +457,13 @@ fn budget_check(report: Option<&AccuracyReport>) -> anyhow::Result<()> {
 }
 
 fn accuracy_summary(r: &AccuracyReport) -> String {
+    if r.outputs.is_empty() {
+        return format!(
+            "int8: {} nodes integer, {} float; accuracy not measured (--eval none)\n",
+            r.int8_nodes,
+            r.float_nodes.len()
+        );
+    }
     let mut out = format!("int8 accuracy on {} (simulated):\n", r.evaluation_data);
     for o in &r.outputs {
         out.push_str(&format!(

@@ -29,7 +29,7 @@ pub struct QuantFlags {
     pub method: Option<String>,
     /// `--calib-split`: which samples of `--calib` calibrate; the rest evaluate.
     pub split: Option<Split>,
-    /// `--eval SPEC`: evaluation data.
+    /// `--eval SPEC`: evaluation data; `none` skips the measurement.
     pub eval: Option<String>,
     /// `--preprocess`: TOML files and KEY=VALUE pairs for image folders.
     pub preprocess: Vec<String>,
@@ -165,6 +165,8 @@ pub struct Data {
     /// How the evaluation set was chosen, for the report.
     pub eval_description: String,
     pub warnings: Vec<String>,
+    /// `--eval none`: no accuracy measurement (the report lists node choices only).
+    pub skip_eval: bool,
 }
 
 pub fn open_data(flags: &QuantFlags, g: &Graph, needs_calib: bool) -> anyhow::Result<Data> {
@@ -191,7 +193,16 @@ pub fn open_data(flags: &QuantFlags, g: &Graph, needs_calib: bool) -> anyhow::Re
         }
         (c, _) => (c, None),
     };
+    let skip_eval = flags.eval.as_deref() == Some("none");
+    if skip_eval && flags.min_sqnr.is_some() {
+        return Err(Error::Input(
+            "--min-sqnr measures the model on evaluation data; it cannot be combined with --eval none"
+                .into(),
+        )
+        .into());
+    }
     let eval = match (&flags.eval, split_eval) {
+        (Some(_), _) if skip_eval => None,
         (Some(_), Some(_)) => {
             return Err(
                 Error::Input("give either --calib-split or --eval, not both".into()).into(),
@@ -208,6 +219,7 @@ pub fn open_data(flags: &QuantFlags, g: &Graph, needs_calib: bool) -> anyhow::Re
         (None, None) => None,
     };
     let eval_description = match (&eval, &calib) {
+        _ if skip_eval => "none (--eval none)".into(),
         (Some(e), _) => format!("{} ({} samples)", e.describe(), e.len()),
         (None, Some(c)) => format!(
             "the calibration data itself ({} samples; give --eval or --calib-split for held-out figures)",
@@ -220,6 +232,7 @@ pub fn open_data(flags: &QuantFlags, g: &Graph, needs_calib: bool) -> anyhow::Re
         eval,
         eval_description,
         warnings,
+        skip_eval,
     })
 }
 

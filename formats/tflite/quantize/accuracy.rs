@@ -92,7 +92,7 @@ pub struct LayerAccuracy {
     pub sqnr_db: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Evaluation {
     pub samples: usize,
     pub outputs: Vec<OutputAccuracy>,
