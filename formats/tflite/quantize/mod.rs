@@ -8,6 +8,7 @@
 pub mod accuracy;
 pub mod bias;
 pub mod dynamic;
+pub mod fixed_point;
 pub mod int8;
 pub mod kernels;
 pub mod params;
