@@ -44,6 +44,9 @@ pub struct TensorRange {
     /// `None` when the value never held a finite number.
     pub range: Option<Range>,
     pub stats: Stats,
+    /// Mean of each index of axis 1 (channels of NCHW, features of
+    /// `[batch, features]`); empty below rank 2.
+    pub channel_means: Vec<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -120,6 +123,7 @@ pub fn calibrate(
                 name: g.value(value).name.clone(),
                 range: o.range(),
                 stats: *o.stats(),
+                channel_means: o.channel_means(),
             }
         })
         .collect();

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::target::{Support, Target, coverage};
 use crate::ir::Graph;
 use crate::ir::error::{Error, Result};
-use crate::output::AtomicFile;
+use crate::output::write_atomically;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CoverageReport {
@@ -151,13 +151,7 @@ impl CoverageReport {
             ("coverage.md", self.to_markdown()),
         ] {
             let path = artifact.with_extension(ext);
-            let io_error = |source| Error::Io {
-                path: path.clone(),
-                source,
-            };
-            let mut file = AtomicFile::create(&path).map_err(io_error)?;
-            std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io_error)?;
-            file.commit().map_err(io_error)?;
+            write_atomically(&path, text.as_bytes()).map_err(|e| Error::io(&path, e))?;
             written.push(path);
         }
         Ok(written)

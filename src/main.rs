@@ -43,7 +43,7 @@ enum Command {
     Run(RunArgs),
     /// Convert a model for a target: import, optimize, legalize, check that
     /// the target supports every node, write the artifact.
-    Convert(ConvertArgs),
+    Convert(Box<ConvertArgs>),
 }
 
 #[derive(Args)]
@@ -110,9 +110,57 @@ struct ConvertArgs {
     /// TFLite: layout of the model's inputs and outputs of rank 3 or more.
     #[arg(long, value_enum, default_value_t = cli::convert::IoLayoutArg::Source)]
     io_layout: cli::convert::IoLayoutArg,
-    /// TFLite: store weights as float16 (`fp16`).
+    /// TFLite: quantize: `fp16` weights, `int8` full integer (needs --calib),
+    /// `dynamic` int8 weights with float activations.
     #[arg(long, value_enum)]
     quant: Option<cli::convert::QuantArg>,
+    /// int8: calibration data: a folder of arrays (.npy/.npz) or of PNG/JPEG
+    /// images (with --preprocess), a token-id file, `KIND:PATH` (arrays,
+    /// images, tokens), or `random[:N]` (warns: random data costs accuracy).
+    #[arg(long, value_name = "SPEC", help_heading = "Quantization")]
+    calib: Option<String>,
+    /// int8: how ranges are chosen: minmax, moving-average[:MOMENTUM],
+    /// percentile[:P], mse, entropy (and -symmetric variants).
+    #[arg(long, value_name = "METHOD", help_heading = "Quantization")]
+    calib_method: Option<String>,
+    /// int8: calibrate on part of --calib and evaluate on the rest:
+    /// [first:|last:]COUNT, FRACTION or PERCENT%.
+    #[arg(long, value_name = "SPLIT", help_heading = "Quantization")]
+    calib_split: Option<String>,
+    /// int8: evaluation data for the accuracy report (same forms as --calib;
+    /// `none` skips the measurement). Default: the calibration data.
+    #[arg(long, value_name = "SPEC", help_heading = "Quantization")]
+    eval: Option<String>,
+    /// Image preprocessing: a TOML file or KEY=VALUE (resize, filter, crop,
+    /// channels, scale, mean, std, layout), repeatable, applied in order.
+    #[arg(long, value_name = "TOML|KEY=VALUE", help_heading = "Quantization")]
+    preprocess: Vec<String>,
+    /// int8: type of the model's inputs: float, int8 or uint8.
+    #[arg(
+        long,
+        value_name = "TYPE",
+        default_value = "float",
+        help_heading = "Quantization"
+    )]
+    input_type: String,
+    /// int8: type of the model's outputs: float, int8 or uint8.
+    #[arg(
+        long,
+        value_name = "TYPE",
+        default_value = "float",
+        help_heading = "Quantization"
+    )]
+    output_type: String,
+    /// int8/dynamic: keep nodes whose name matches GLOB (`*`, `?`) in float; repeatable.
+    #[arg(long, value_name = "GLOB", help_heading = "Quantization")]
+    keep_float: Vec<String>,
+    /// int8: keep the most damaging layers in float until every output's
+    /// simulated SQNR reaches DB on the evaluation data; exit 1 if it cannot.
+    #[arg(long, value_name = "DB", help_heading = "Quantization")]
+    min_sqnr: Option<f64>,
+    /// int8: do not fold the mean error of rounded filters into the biases.
+    #[arg(long, help_heading = "Quantization")]
+    no_bias_correction: bool,
 }
 
 fn main() -> ExitCode {
@@ -125,7 +173,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect(&args, progress.as_ref()),
         Command::Run(args) => run(&args, cli.quiet, progress.as_ref()),
-        Command::Convert(args) => convert(args, cli.quiet, progress.as_ref()),
+        Command::Convert(args) => convert(*args, cli.quiet, progress.as_ref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -211,6 +259,18 @@ fn convert(args: ConvertArgs, quiet: bool, progress: &dyn Progress) -> anyhow::R
         external_data: args.external_data,
         io_layout: args.io_layout,
         quant: args.quant,
+        quant_flags: cli::quantize::QuantFlags {
+            calib: args.calib,
+            method: args.calib_method,
+            split: args.calib_split.map(|s| s.parse()).transpose()?,
+            eval: args.eval,
+            preprocess: args.preprocess,
+            input_type: args.input_type.parse()?,
+            output_type: args.output_type.parse()?,
+            keep_float: args.keep_float,
+            min_sqnr: args.min_sqnr,
+            no_bias_correction: args.no_bias_correction,
+        },
     };
     let (stdout, stderr) = match cli::convert::convert(&request, progress) {
         Ok(printed) => printed,

@@ -79,6 +79,13 @@ impl AtomicFile {
     }
 }
 
+/// Writes `bytes` to `path` through an [`AtomicFile`].
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = AtomicFile::create(path)?;
+    file.write_all(bytes)?;
+    file.commit()
+}
+
 /// Makes the rename itself durable where the platform allows it; a folder that
 /// cannot be opened or synced (Windows, some network filesystems) is not an error.
 fn sync_parent(path: &Path) {

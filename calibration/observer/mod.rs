@@ -177,6 +177,8 @@ impl Stats {
 pub struct Partial {
     stats: Stats,
     hist: Option<Histogram>,
+    /// Sums along axis 1 (channels) of a tensor of rank 2 or more.
+    channel_sums: Vec<f64>,
 }
 
 impl Partial {
@@ -187,7 +189,7 @@ impl Partial {
 
     /// Observes one sample's tensor; `None` for tensors that are not floats.
     pub fn of_tensor(method: Method, bins: usize, t: &Tensor) -> Option<Partial> {
-        Some(match t {
+        let mut partial = match t {
             Tensor::F32(a) => match a.as_slice_memory_order() {
                 Some(s) => Partial::of_values(method, bins, s),
                 None => Partial::of_iter(method, bins, || a.iter().copied()),
@@ -196,7 +198,9 @@ impl Partial {
             Tensor::F16(a) => Partial::of_iter(method, bins, || a.iter().map(|v| v.to_f32())),
             Tensor::BF16(a) => Partial::of_iter(method, bins, || a.iter().map(|v| v.to_f32())),
             _ => return None,
-        })
+        };
+        partial.channel_sums = channel_sums(t);
+        Some(partial)
     }
 
     fn of_iter<I: Iterator<Item = f32>>(
@@ -207,8 +211,29 @@ impl Partial {
         let stats = Stats::of(values());
         let hist = (method.needs_histogram() && stats.count > 0)
             .then(|| Histogram::of(values(), stats.min, stats.max, bins.max(2)));
-        Partial { stats, hist }
+        Partial {
+            stats,
+            hist,
+            channel_sums: Vec::new(),
+        }
     }
+}
+
+/// Sums of a float tensor along axis 1 (empty below rank 2).
+fn channel_sums(t: &Tensor) -> Vec<f64> {
+    let shape = t.shape();
+    if shape.len() < 2 || shape[1] == 0 {
+        return Vec::new();
+    }
+    let (channels, inner) = (shape[1], shape[2..].iter().product::<usize>());
+    let mut sums = vec![0f64; channels];
+    let values = t.to_f32();
+    for (i, &v) in values.iter().enumerate() {
+        if v.is_finite() {
+            sums[(i / inner.max(1)) % channels] += f64::from(v);
+        }
+    }
+    sums
 }
 
 /// Everything calibration keeps about one tensor.
@@ -220,6 +245,7 @@ pub struct Observer {
     /// The moving average's current (min, max).
     average: Option<(f32, f32)>,
     hist: Option<Histogram>,
+    channel_sums: Vec<f64>,
 }
 
 impl Observer {
@@ -231,6 +257,7 @@ impl Observer {
             stats: Stats::default(),
             average: None,
             hist: None,
+            channel_sums: Vec::new(),
         }
     }
 
@@ -259,6 +286,13 @@ impl Observer {
             }
         }
         self.stats.merge(&p.stats);
+        if self.channel_sums.is_empty() {
+            self.channel_sums = p.channel_sums;
+        } else if self.channel_sums.len() == p.channel_sums.len() {
+            for (a, b) in self.channel_sums.iter_mut().zip(&p.channel_sums) {
+                *a += b;
+            }
+        }
         if let Some(h) = p.hist {
             match &mut self.hist {
                 None => self.hist = Some(h),
@@ -269,6 +303,17 @@ impl Observer {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The mean of each index of axis 1 over every sample (empty below
+    /// rank 2), for bias correction.
+    pub fn channel_means(&self) -> Vec<f64> {
+        let channels = self.channel_sums.len();
+        if channels == 0 || self.stats.count == 0 {
+            return Vec::new();
+        }
+        let per_channel = (self.stats.count + self.stats.non_finite) as f64 / channels as f64;
+        self.channel_sums.iter().map(|s| s / per_channel).collect()
     }
 
     pub fn histogram(&self) -> Option<&Histogram> {

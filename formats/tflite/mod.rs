@@ -28,5 +28,6 @@ pub use schema_generated::tflite as schema;
 pub mod legalize;
 pub mod lower;
 pub mod model;
+pub mod quantize;
 pub mod target;
 pub mod write;

@@ -9,6 +9,7 @@
 use bytes::Bytes;
 
 use super::schema as tfl;
+use crate::ir::ValueId;
 
 /// Index of a tensor in [`TflModel::tensors`] (the `i32` TFLite operators use).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -80,6 +81,9 @@ pub struct TflModel {
     /// as the converter's `min_runtime_version` metadata entry; shorter than
     /// 16 bytes.
     pub min_runtime_version: Option<String>,
+    /// Which IR value each activation tensor holds (a value may have several
+    /// tensors: its stored one and converted views), for quantization.
+    pub value_tensors: Vec<(ValueId, TensorId)>,
 }
 
 impl TflModel {
@@ -99,6 +103,48 @@ impl TflModel {
 
     pub fn add_operator(&mut self, op: TflOperator) {
         self.operators.push(op);
+    }
+
+    /// Drops tensors nothing reads or writes (constants a rewrite replaced)
+    /// and renumbers the rest, keeping their order.
+    pub fn compact(&mut self) {
+        let mut used = vec![false; self.tensors.len()];
+        let ops = self.operators.iter();
+        for t in ops
+            .flat_map(|op| op.inputs.iter().flatten().chain(&op.outputs))
+            .chain(&self.inputs)
+            .chain(&self.outputs)
+        {
+            used[t.index()] = true;
+        }
+        let mut new_id = vec![None; self.tensors.len()];
+        let mut kept = Vec::new();
+        for (i, tensor) in std::mem::take(&mut self.tensors).into_iter().enumerate() {
+            if used[i] {
+                new_id[i] = Some(TensorId(kept.len() as u32));
+                kept.push(tensor);
+            }
+        }
+        self.tensors = kept;
+        let map = |t: &mut TensorId| *t = new_id[t.index()].expect("a used tensor");
+        for op in &mut self.operators {
+            op.inputs.iter_mut().flatten().for_each(map);
+            op.outputs.iter_mut().for_each(map);
+        }
+        self.inputs.iter_mut().for_each(map);
+        self.outputs.iter_mut().for_each(map);
+        for entry in self
+            .signature_inputs
+            .iter_mut()
+            .chain(&mut self.signature_outputs)
+        {
+            map(&mut entry.tensor);
+        }
+        self.value_tensors
+            .retain(|(_, t)| new_id[t.index()].is_some());
+        for (_, t) in &mut self.value_tensors {
+            map(t);
+        }
     }
 
     /// Bytes of constant data over every tensor.

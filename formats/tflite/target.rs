@@ -7,8 +7,11 @@ use bytes::Bytes;
 
 use super::legalize;
 use super::lower::{IoLayout, LowerOptions, lower, support};
+use super::model::TflModel;
+use super::quantize::{Int8Options, NodeFilter, bias, dynamic, int8};
 use super::schema as tfl;
 use super::write::{OffsetBuffers, write_model};
+use crate::calibration::calibrate::Calibration;
 use crate::formats::target::{
     EmitReport, Support, Target, require_static_inputs, require_supported,
 };
@@ -27,6 +30,72 @@ pub struct TfliteTarget {
     /// JSON stored under [`PROVENANCE_KEY`]: source file hash, edgeconv
     /// version, options. Left out when `None`.
     pub provenance: Option<String>,
+    pub quant: Quantization,
+}
+
+/// Integer quantization of the lowered model (`--quant fp16` is a lowering
+/// option, [`LowerOptions::fp16_weights`]).
+#[derive(Clone, Debug, Default)]
+pub enum Quantization {
+    #[default]
+    None,
+    /// Full integer; `calibration` (of the legalized graph) must be set
+    /// before `emit`.
+    Int8 {
+        calibration: Option<Calibration>,
+        options: Int8Options,
+    },
+    /// int8 weights, float activations.
+    Dynamic { keep_float: NodeFilter },
+}
+
+/// A lowered and quantized model, with what quantization decided.
+pub struct Built {
+    pub model: TflModel,
+    /// The graph the model computes when quantization changed it (biases
+    /// corrected); `None`: the graph given.
+    pub graph: Option<Graph>,
+    pub int8: Option<int8::Int8Summary>,
+    pub dynamic: Option<dynamic::DynamicSummary>,
+}
+
+impl TfliteTarget {
+    /// Lowers `g` (legalized, checked) and quantizes it as asked.
+    pub fn build(&self, g: &Graph) -> Result<Built> {
+        let mut model = lower(g, &self.lower)?;
+        let mut built = Built {
+            model: TflModel::default(),
+            graph: None,
+            int8: None,
+            dynamic: None,
+        };
+        match &self.quant {
+            Quantization::None => {}
+            Quantization::Int8 {
+                calibration,
+                options,
+            } => {
+                let calibration = calibration.as_ref().ok_or_else(|| {
+                    Error::Input("int8 quantization needs calibration data (--calib)".into())
+                })?;
+                let mut summary = int8::quantize(&mut model, g, calibration, options)?;
+                if options.bias_correction {
+                    // Which nodes are int8 does not depend on bias values,
+                    // so the second pass makes the same decisions.
+                    let corrected = bias::correct(g, &summary.int8_nodes, calibration)?;
+                    model = lower(&corrected, &self.lower)?;
+                    summary = int8::quantize(&mut model, &corrected, calibration, options)?;
+                    built.graph = Some(corrected);
+                }
+                built.int8 = Some(summary);
+            }
+            Quantization::Dynamic { keep_float } => {
+                built.dynamic = Some(dynamic::quantize(&mut model, keep_float));
+            }
+        }
+        built.model = model;
+        Ok(built)
+    }
 }
 
 impl Target for TfliteTarget {
@@ -36,6 +105,9 @@ impl Target for TfliteTarget {
 
     fn legalize(&self) -> Vec<Stage> {
         let mut stages = vec![legalize::stage()];
+        if matches!(self.quant, Quantization::Int8 { .. }) {
+            stages.push(legalize::int8_stage());
+        }
         // Decompositions leave constants to fold and values nothing reads.
         stages.push(
             presets::stage("tflite_cleanup", presets::CLEANUP).expect("the cleanup passes exist"),
@@ -55,7 +127,12 @@ impl Target for TfliteTarget {
         require_static_inputs(self, g)?;
         require_supported(self, g)?;
         require_nonempty_outputs(g)?;
-        let mut model = lower(g, &self.lower)?;
+        let Built {
+            mut model,
+            int8,
+            dynamic,
+            ..
+        } = self.build(g)?;
         model.description = format!("edgeconv {}", env!("CARGO_PKG_VERSION"));
         if let Some(p) = &self.provenance {
             model.metadata.push((
@@ -84,6 +161,21 @@ impl Target for TfliteTarget {
         }
         if self.lower.fp16_weights {
             notes.push("float16 weights".into());
+        }
+        if let Some(s) = &int8 {
+            notes.push(format!(
+                "int8: {} nodes integer, {} float",
+                s.int8_nodes.len(),
+                s.float_nodes.len()
+            ));
+        }
+        if let Some(s) = &dynamic {
+            notes.push(format!(
+                "dynamic range: int8 weights in {} nodes ({} -> {} weight bytes)",
+                s.quantized.len(),
+                s.weight_bytes_before,
+                s.weight_bytes_after
+            ));
         }
         if written.offset_buffers {
             notes.push(format!(

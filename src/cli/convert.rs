@@ -10,7 +10,9 @@ use edgeconv::formats::coverage::CoverageReport;
 use edgeconv::formats::onnx::export::{ExternalData, OnnxTarget};
 use edgeconv::formats::target::{EmitReport, Target, require_supported};
 use edgeconv::formats::tflite::lower::{IoLayout, LowerOptions};
-use edgeconv::formats::tflite::target::TfliteTarget;
+use edgeconv::formats::tflite::quantize::NodeFilter;
+use edgeconv::formats::tflite::quantize::accuracy::{AccuracyReport, Evaluation};
+use edgeconv::formats::tflite::target::{Quantization, TfliteTarget};
 use edgeconv::formats::tflite::write::OffsetBuffers;
 use edgeconv::ir::error::Error;
 use edgeconv::passes::manager::PipelineReport;
@@ -20,6 +22,7 @@ use edgeconv::progress::Progress;
 use serde::Serialize;
 
 use super::load;
+use super::quantize::{self as quant, QuantFlags, ReportInput};
 
 /// The formats `--target` accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -44,6 +47,10 @@ pub enum IoLayoutArg {
 pub enum QuantArg {
     /// float16 weights behind DEQUANTIZE ops, float32 compute.
     Fp16,
+    /// Full integer: int8 weights and activations from calibration data (--calib).
+    Int8,
+    /// Dynamic range: int8 weights, float activations (no calibration).
+    Dynamic,
 }
 
 /// Everything `convert` was asked to do.
@@ -61,6 +68,7 @@ pub struct ConvertRequest {
     pub external_data: bool,
     pub io_layout: IoLayoutArg,
     pub quant: Option<QuantArg>,
+    pub quant_flags: QuantFlags,
 }
 
 /// A conversion refused because the target cannot express some nodes
@@ -101,6 +109,8 @@ struct JsonReport<'a> {
     printed: Vec<JsonPrinted<'a>>,
     /// What passes reported (pruning: parameters and sparsity per layer).
     notes_by_pass: Vec<JsonNote<'a>>,
+    /// `--quant int8`: the accuracy report (also written beside the artifact).
+    accuracy: Option<&'a AccuracyReport>,
 }
 
 #[derive(Serialize)]
@@ -145,7 +155,8 @@ fn ms(d: Duration) -> f64 {
 /// Runs the conversion; returns what goes to stdout and what goes to stderr.
 pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<(String, String)> {
     let start = Instant::now();
-    let target: Box<dyn Target> = match req.target {
+    check_quant_flags(req)?;
+    let mut target: Box<dyn Target> = match req.target {
         TargetName::Onnx => Box::new(OnnxTarget {
             external_data: if req.external_data {
                 ExternalData::Always
@@ -153,17 +164,7 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
                 ExternalData::WhenTooLarge
             },
         }),
-        TargetName::Tflite => Box::new(TfliteTarget {
-            lower: LowerOptions {
-                io_layout: match req.io_layout {
-                    IoLayoutArg::Source => IoLayout::Source,
-                    IoLayoutArg::Nhwc => IoLayout::ChannelsLast,
-                },
-                fp16_weights: req.quant == Some(QuantArg::Fp16),
-            },
-            offset_buffers: OffsetBuffers::Auto,
-            provenance: Some(provenance(req)?),
-        }),
+        TargetName::Tflite => Box::new(tflite_target(req, None)?),
     };
     if req.target == TargetName::Onnx && req.quant.is_some() {
         return Err(Error::Input(
@@ -242,9 +243,62 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
         }
         .into());
     }
+    let mut accuracy = None;
+    let mut accuracy_target: Option<TfliteTarget> = None;
+    if req.quant == Some(QuantArg::Int8) {
+        let data = quant::open_data(&req.quant_flags, &g, true)?;
+        for w in &data.warnings {
+            eprintln!("warning: {w}");
+        }
+        let calib = data.calib.as_ref().expect("int8 requires --calib");
+        let calibration = quant::run_calibration(&req.quant_flags, &g, calib, progress)
+            .map_err(|e| e.context(format!("calibrating {}", req.model.display())))?;
+        let mut tflite = tflite_target(req, Some(calibration.clone()))?;
+        let eval = data.eval.as_ref().unwrap_or(calib);
+        let (evaluation, budget) = if data.skip_eval {
+            (Evaluation::default(), None)
+        } else {
+            quant::evaluate_int8(&req.quant_flags, &mut tflite, &g, eval, progress)?
+        };
+        accuracy = Some((calibration, data, evaluation, budget));
+        target = Box::new(tflite.clone());
+        accuracy_target = Some(tflite);
+    }
     let mut emitted = target
         .emit(&g, &req.output, progress)
         .map_err(|e| e.in_file(&req.model))?;
+    let mut accuracy_report = None;
+    if let (Some((calibration, data, evaluation, budget)), Some(tflite)) =
+        (accuracy, accuracy_target.as_ref())
+    {
+        let (written_report, files) = quant::write_report(ReportInput {
+            model: &req.model,
+            artifact: &req.output,
+            flags: &req.quant_flags,
+            target: tflite,
+            g: &g,
+            calibration: Some(&calibration),
+            calib_data: data.calib.as_ref(),
+            eval_description: &data.eval_description,
+            evaluation,
+            budget,
+        })?;
+        for file in files {
+            emitted.bytes += std::fs::metadata(&file).map_or(0, |m| m.len());
+            emitted.files.push(file);
+        }
+        let worst = written_report
+            .outputs
+            .iter()
+            .map(|o| o.sqnr_db.unwrap_or(f64::INFINITY))
+            .fold(f64::INFINITY, f64::min);
+        emitted.notes.push(if worst.is_finite() {
+            format!("simulated output SQNR {worst:.1} dB")
+        } else {
+            "simulated outputs exact".to_string()
+        });
+        accuracy_report = Some(written_report);
+    }
     let coverage = CoverageReport::of(target.as_ref(), &g, &model_name, &emitted.lowered)
         .map_err(|e| e.in_file(&req.model))?;
     for file in coverage.write_beside(&req.output)? {
@@ -298,9 +352,11 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
                 .iter()
                 .map(|(pass, text)| JsonNote { pass, text })
                 .collect(),
+            accuracy: accuracy_report.as_ref(),
         };
         let mut text = serde_json::to_string_pretty(&json)?;
         text.push('\n');
+        budget_check(accuracy_report.as_ref())?;
         return Ok((text, String::new()));
     }
 
@@ -319,7 +375,137 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
     if req.verbose {
         stderr.push_str(&timing_table(&pass_timing));
     }
+    if let Some(r) = &accuracy_report {
+        stderr.push_str(&accuracy_summary(r));
+    }
+    if let Err(e) = budget_check(accuracy_report.as_ref()) {
+        eprint!("{stderr}");
+        return Err(e);
+    }
     Ok((stdout, stderr))
+}
+
+/// The TFLite target as the request asks for it; `calibration` for `--quant int8`.
+fn tflite_target(
+    req: &ConvertRequest,
+    calibration: Option<edgeconv::calibration::calibrate::Calibration>,
+) -> anyhow::Result<TfliteTarget> {
+    Ok(TfliteTarget {
+        lower: LowerOptions {
+            io_layout: match req.io_layout {
+                IoLayoutArg::Source => IoLayout::Source,
+                IoLayoutArg::Nhwc => IoLayout::ChannelsLast,
+            },
+            fp16_weights: req.quant == Some(QuantArg::Fp16),
+        },
+        offset_buffers: OffsetBuffers::Auto,
+        provenance: Some(provenance(req)?),
+        quant: match req.quant {
+            Some(QuantArg::Int8) => Quantization::Int8 {
+                calibration,
+                options: req.quant_flags.int8_options(),
+            },
+            Some(QuantArg::Dynamic) => Quantization::Dynamic {
+                keep_float: NodeFilter {
+                    patterns: req.quant_flags.keep_float.clone(),
+                },
+            },
+            _ => Quantization::None,
+        },
+    })
+}
+
+/// Quantization flags must fit `--quant`: a typo'd mode must not silently
+/// produce a float model.
+fn check_quant_flags(req: &ConvertRequest) -> anyhow::Result<()> {
+    let used = req.quant_flags.used();
+    let allowed: &[&str] = match req.quant {
+        Some(QuantArg::Int8) => return Ok(()),
+        Some(QuantArg::Dynamic) => &["--keep-float"],
+        _ => &[],
+    };
+    let stray: Vec<&str> = used.into_iter().filter(|f| !allowed.contains(f)).collect();
+    if stray.is_empty() {
+        return Ok(());
+    }
+    let mode = req.quant.map_or("no --quant".to_string(), |q| {
+        format!("--quant {}", format!("{q:?}").to_lowercase())
+    });
+    Err(Error::Input(format!(
+        "{} {} only with --quant int8{}; this run has {mode}",
+        stray.join(", "),
+        if stray.len() == 1 { "applies" } else { "apply" },
+        if stray == ["--keep-float"] {
+            " or dynamic"
+        } else {
+            ""
+        },
+    ))
+    .into())
+}
+
+/// `--min-sqnr` not met: exit 1 (the artifact and report are written).
+fn budget_check(report: Option<&AccuracyReport>) -> anyhow::Result<()> {
+    match report.and_then(|r| r.budget.as_ref()) {
+        Some(b) if !b.met => Err(Error::CheckFailed(format!(
+            "--min-sqnr {} dB: not met even with every int8 node that could be kept in float",
+            b.min_sqnr_db
+        ))
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+fn accuracy_summary(r: &AccuracyReport) -> String {
+    if r.outputs.is_empty() {
+        return format!(
+            "int8: {} nodes integer, {} float; accuracy not measured (--eval none)\n",
+            r.int8_nodes,
+            r.float_nodes.len()
+        );
+    }
+    let mut out = format!("int8 accuracy on {} (simulated):\n", r.evaluation_data);
+    for o in &r.outputs {
+        out.push_str(&format!(
+            "  {}: SQNR {} dB, cosine {:.5}{}\n",
+            o.name,
+            o.sqnr_db.map_or("inf".into(), |d| format!("{d:.2}")),
+            o.cosine,
+            o.top1_agreement.map_or(String::new(), |a| format!(
+                ", top-1 agreement {:.1}%",
+                a * 100.0
+            ))
+        ));
+    }
+    if let Some(worst) = r.layers.iter().filter(|l| l.int8).min_by(|a, b| {
+        a.sqnr_db
+            .unwrap_or(f64::INFINITY)
+            .total_cmp(&b.sqnr_db.unwrap_or(f64::INFINITY))
+    }) {
+        out.push_str(&format!(
+            "  lowest layer: {} ({}) {} dB; {} float nodes; per layer in {}\n",
+            worst.node,
+            worst.op,
+            worst.sqnr_db.map_or("inf".into(), |d| format!("{d:.2}")),
+            r.float_nodes.len(),
+            std::path::Path::new(&r.artifact)
+                .with_extension("accuracy.md")
+                .display()
+        ));
+    }
+    if let Some(b) = &r.budget {
+        out.push_str(&format!(
+            "  --min-sqnr {}: {}; kept float: {}\n",
+            b.min_sqnr_db,
+            if b.met { "met" } else { "NOT met" },
+            if b.kept_float.is_empty() {
+                "none".to_string()
+            } else {
+                b.kept_float.join(", ")
+            }
+        ));
+    }
+    out
 }
 
 /// What the artifact records about how it was made: the source file's
@@ -340,6 +526,11 @@ fn provenance(req: &ConvertRequest) -> anyhow::Result<String> {
         "pins": req.pins.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         "io_layout": format!("{:?}", req.io_layout).to_lowercase(),
         "quant": req.quant,
+        "calibration_method": req.quant_flags.method,
+        "input_type": req.quant_flags.input_type.name(),
+        "output_type": req.quant_flags.output_type.name(),
+        "keep_float": req.quant_flags.keep_float,
+        "min_sqnr": req.quant_flags.min_sqnr,
     });
     Ok(json.to_string())
 }

@@ -5,4 +5,5 @@ pub mod inputs;
 pub mod inspect;
 pub mod load;
 pub mod progress_bar;
+pub mod quantize;
 pub mod run;

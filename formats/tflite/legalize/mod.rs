@@ -1,6 +1,7 @@
 //! IR rewrites that run before lowering: ops TFLite has no builtin for,
 //! decomposed into ones it has (one file per family of rewrites).
 
+mod activations;
 mod attention;
 mod build;
 mod norm;
@@ -21,6 +22,16 @@ pub fn passes() -> Vec<Box<dyn Pass>> {
         Box::new(attention::DecomposeAttention),
         Box::new(quant::DecomposeQuantization),
     ]
+}
+
+/// Run before full-integer quantization, after [`stage`]: gives every
+/// value an int8 operator writes an IR value (see `activations.rs`).
+pub fn int8_stage() -> Stage {
+    Stage {
+        name: "tflite_int8_legalize",
+        passes: vec![Box::new(activations::SplitActivations)],
+        repeat: Repeat::Once,
+    }
 }
 
 pub fn stage() -> Stage {

@@ -340,6 +340,9 @@ impl<'g> Lowerer<'g> {
             self.transpose(stored_t, &perm, &name)?
         };
         self.views.insert((v, layout), t);
+        if !self.is_constant(v) {
+            self.model.value_tensors.push((v, t));
+        }
         Ok(t)
     }
 
@@ -383,12 +386,16 @@ impl<'g> Lowerer<'g> {
         let name = self.g.value(v).name.clone();
         let t = self.add_tensor(&name, dtype, dims_i32(&stored), None);
         self.stored.insert(v, (t, layout));
+        self.model.value_tensors.push((v, t));
         Ok(t)
     }
 
     /// Records that value `v` is the existing tensor `t` (ops that lower to nothing).
     pub fn alias(&mut self, v: ValueId, t: TensorId, layout: Layout) {
         self.stored.insert(v, (t, layout));
+        if self.model.tensor(t).data.is_none() {
+            self.model.value_tensors.push((v, t));
+        }
     }
 
     /// An intermediate tensor the lowering of one node needs.
