@@ -119,8 +119,8 @@ struct ConvertArgs {
     /// images, tokens), or `random[:N]` (warns: random data costs accuracy).
     #[arg(long, value_name = "SPEC", help_heading = "Quantization")]
     calib: Option<String>,
-    /// int8: how ranges are chosen: minmax, moving-average[:MOMENTUM],
-    /// percentile[:P], mse, entropy (and -symmetric variants).
+    /// int8: how ranges are chosen: percentile[:P] (default, P = 99.99),
+    /// minmax, moving-average[:MOMENTUM], mse, entropy (and -symmetric variants).
     #[arg(long, value_name = "METHOD", help_heading = "Quantization")]
     calib_method: Option<String>,
     /// int8: calibrate on part of --calib and evaluate on the rest:

@@ -163,6 +163,39 @@ impl Stats {
         s
     }
 
+    /// [`Stats::of`] for a slice, in lanes the compiler vectorizes; the
+    /// rare slice holding a NaN or an infinity takes the exact path.
+    fn of_slice(values: &[f32]) -> Stats {
+        const LANES: usize = 16;
+        let (mut lo, mut hi) = ([f32::INFINITY; LANES], [f32::NEG_INFINITY; LANES]);
+        let mut non_finite = 0u64;
+        let chunks = values.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for chunk in chunks {
+            for j in 0..LANES {
+                let v = chunk[j];
+                lo[j] = lo[j].min(v);
+                hi[j] = hi[j].max(v);
+                non_finite += u64::from(!v.is_finite());
+            }
+        }
+        for &v in rest {
+            lo[0] = lo[0].min(v);
+            hi[0] = hi[0].max(v);
+            non_finite += u64::from(!v.is_finite());
+        }
+        if non_finite > 0 {
+            return Stats::of(values.iter().copied());
+        }
+        Stats {
+            count: values.len() as u64,
+            non_finite: 0,
+            min: lo.iter().copied().fold(f32::INFINITY, f32::min),
+            max: hi.iter().copied().fold(f32::NEG_INFINITY, f32::max),
+            samples: 1,
+        }
+    }
+
     fn merge(&mut self, o: &Stats) {
         self.count += o.count;
         self.non_finite += o.non_finite;
@@ -184,7 +217,14 @@ pub struct Partial {
 impl Partial {
     /// Observes one sample's values of a tensor.
     pub fn of_values(method: Method, bins: usize, values: &[f32]) -> Partial {
-        Partial::of_iter(method, bins, || values.iter().copied())
+        let stats = Stats::of_slice(values);
+        let hist = (method.needs_histogram() && stats.count > 0)
+            .then(|| Histogram::of(values.iter().copied(), stats.min, stats.max, bins.max(2)));
+        Partial {
+            stats,
+            hist,
+            channel_sums: Vec::new(),
+        }
     }
 
     /// Observes one sample's tensor; `None` for tensors that are not floats.
@@ -225,13 +265,23 @@ fn channel_sums(t: &Tensor) -> Vec<f64> {
     if shape.len() < 2 || shape[1] == 0 {
         return Vec::new();
     }
-    let (channels, inner) = (shape[1], shape[2..].iter().product::<usize>());
+    let (channels, inner) = (shape[1], shape[2..].iter().product::<usize>().max(1));
     let mut sums = vec![0f64; channels];
-    let values = t.to_f32();
-    for (i, &v) in values.iter().enumerate() {
-        if v.is_finite() {
-            sums[(i / inner.max(1)) % channels] += f64::from(v);
+    let add = |sums: &mut [f64], values: &[f32]| {
+        for (k, run) in values.chunks(inner).enumerate() {
+            // f32 partial sums per run, f64 across runs: exact enough for a mean.
+            let s: f32 = run.iter().filter(|v| v.is_finite()).sum();
+            sums[k % channels] += f64::from(s);
         }
+    };
+    match t {
+        Tensor::F32(a) if a.is_standard_layout() => {
+            add(&mut sums, a.as_slice().expect("standard layout"))
+        }
+        _ => add(
+            &mut sums,
+            t.to_f32().as_slice().expect("a new array is standard"),
+        ),
     }
     sums
 }

@@ -283,6 +283,17 @@ pub fn conv(attrs: &ConvAttrs, args: &Args) -> Result<Tensor, String> {
         y.par_chunks_mut((group_out * out_size).max(1)).enumerate().for_each(|(t, out)| {
             let (n, g) = (t / s.groups, t % s.groups);
             let image = &x[(n * s.channels + g * group_in) * in_size..][..group_in * in_size];
+            if group_in == 1 && win.input.len() == 2 {
+                // Depthwise: a 1-channel im2col would feed the product tiny matrices.
+                for (m, plane) in out.chunks_mut(out_size.max(1)).enumerate() {
+                    let o = g * group_out + m;
+                    depthwise_2d(image, &w[o * kernel_size..][..kernel_size], &win, plane);
+                    if let Some(b) = &b {
+                        plane.iter_mut().for_each(|v| *v += b[o]);
+                    }
+                }
+                return;
+            }
             let weights = &w[g * group_out * depth..][..group_out * depth];
             let weights = ArrayView2::from_shape((group_out, depth), weights).expect("sizes match");
             let mut out = ArrayViewMut2::from_shape((group_out, out_size), out).expect("sizes match");
@@ -310,6 +321,48 @@ pub fn conv(attrs: &ConvAttrs, args: &Args) -> Result<Tensor, String> {
         let y = ArrayD::from_shape_vec(IxDyn(&out_shape), y).map_err(|e| e.to_string())?;
         Ok(restore(y, dtype))
     })
+}
+
+/// One channel of a 2-D convolution with one input channel, accumulated
+/// into `out` (zeroed) tap by tap, each tap over the output columns whose
+/// input column is inside the image.
+fn depthwise_2d<F: Real>(x: &[F], kernel: &[F], w: &Window, out: &mut [F]) {
+    let (ih, iw) = (w.input[0], w.input[1]);
+    let (oh, ow) = (w.output[0], w.output[1]);
+    let (kh, kw) = (w.kernel[0], w.kernel[1]);
+    let (sh, sw) = (w.strides[0], w.strides[1]);
+    let (dh, dw) = (w.dilations[0], w.dilations[1]);
+    let (ph, pw) = (w.pad_begin[0], w.pad_begin[1]);
+    for r in 0..oh {
+        let row = &mut out[r * ow..][..ow];
+        for a in 0..kh {
+            let Some(y) = (r * sh + a * dh).checked_sub(ph).filter(|&y| y < ih) else {
+                continue;
+            };
+            let line = &x[y * iw..][..iw];
+            for b in 0..kw {
+                let weight = kernel[a * kw + b];
+                let shift = b * dw;
+                // Output columns c with 0 <= c*sw + shift - pw < iw.
+                let first = pw.saturating_sub(shift).div_ceil(sw);
+                let end = if iw + pw > shift {
+                    ((iw + pw - shift - 1) / sw + 1).min(ow)
+                } else {
+                    0
+                };
+                if sw == 1 {
+                    let start = first + shift - pw;
+                    for (o, &v) in row[first..end.max(first)].iter_mut().zip(&line[start..]) {
+                        *o += v * weight;
+                    }
+                } else {
+                    for (c, o) in row.iter_mut().enumerate().take(end).skip(first) {
+                        *o += line[c * sw + shift - pw] * weight;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// ConvTranspose. Inputs: X `[N, C, ...]`, W `[C, M/group, k...]`, B? `[M]`.
@@ -529,6 +582,42 @@ mod tests {
             }
             acc
         })
+    }
+
+    #[test]
+    fn depthwise_matches_one_plain_conv_per_channel() {
+        // Multiplier 2, dilation, stride and uneven pads: the depthwise path
+        // against a group-1 convolution (im2col) of each channel alone.
+        let (c, mult) = (3, 2);
+        let x = ArrayD::from_shape_fn(IxDyn(&[1, c, 9, 8]), |i| {
+            ((i[1] * 13 + i[2] * 5 + i[3] * 3) % 11) as f32 - 5.0
+        });
+        let w = ArrayD::from_shape_fn(IxDyn(&[c * mult, 1, 3, 2]), |i| {
+            ((i[0] * 7 + i[2] * 3 + i[3]) % 5) as f32 - 2.0
+        });
+        let b = ArrayD::from_shape_fn(IxDyn(&[c * mult]), |i| i[0] as f32 * 0.5);
+        let mut a = attrs(Padding::Explicit(vec![2, 0, 1, 3]), vec![2, 1], c);
+        a.dilations = vec![2, 3];
+        let run = |a: &ConvAttrs, x: ArrayD<f32>, w: ArrayD<f32>, b: ArrayD<f32>| {
+            let (xt, wt, bt) = (Tensor::F32(x), Tensor::F32(w), Tensor::F32(b));
+            let inputs = [Some(&xt), Some(&wt), Some(&bt)];
+            let op = Op::Conv(a.clone());
+            conv(a, &Args::new(&op, &inputs).unwrap()).unwrap().to_f32()
+        };
+        let y = run(&a, x.clone(), w.clone(), b.clone());
+        let plain = ConvAttrs {
+            group: 1,
+            ..a.clone()
+        };
+        for ch in 0..c {
+            let xc = x.slice(s![.., ch..ch + 1, .., ..]).to_owned().into_dyn();
+            let rows = ch * mult..(ch + 1) * mult;
+            let wc = w.slice(s![rows.clone(), .., .., ..]).to_owned().into_dyn();
+            let bc = b.slice(s![rows.clone()]).to_owned().into_dyn();
+            let want = run(&plain, xc, wc, bc);
+            let got = y.slice(s![.., rows, .., ..]).to_owned().into_dyn();
+            assert_eq!(got, want, "channel {ch}");
+        }
     }
 
     #[test]
