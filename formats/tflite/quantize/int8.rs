@@ -37,6 +37,8 @@ pub struct Int8Summary {
     /// Values stored in int8 (or uint8): every reader sees them rounded.
     /// The others are rounded only on their way into int8 nodes.
     pub stored_quantized: HashSet<ValueId>,
+    /// Graph outputs the model returns in int8 or uint8 (`--output-type`).
+    pub quantized_outputs: HashSet<ValueId>,
 }
 
 /// How a float tensor is held after the rewrite.
@@ -115,6 +117,7 @@ struct Rewriter<'a> {
     folded: HashMap<TensorId, TensorId>,
     /// Source nodes of the folded clamps.
     folded_ops: Vec<String>,
+    quantized_output_tensors: Vec<TensorId>,
     new_ops: Vec<TflOperator>,
 }
 
@@ -140,6 +143,7 @@ impl<'a> Rewriter<'a> {
             quantized_reads: HashSet::new(),
             folded: HashMap::new(),
             folded_ops: Vec::new(),
+            quantized_output_tensors: Vec::new(),
             new_ops: Vec::new(),
         }
     }
@@ -338,6 +342,9 @@ impl<'a> Rewriter<'a> {
                     }
                 },
             };
+            if options.output != IoType::Float {
+                self.quantized_output_tensors.push(t);
+            }
             if out != t {
                 self.model.outputs[k] = out;
                 for entry in &mut self.model.signature_outputs {
@@ -661,6 +668,12 @@ impl<'a> Rewriter<'a> {
             if let Some(&v) = self.value_of.get(&t) {
                 summary.value_params.insert(v, self.params[&t]);
                 summary.stored_quantized.insert(v);
+            }
+        }
+        for t in &self.quantized_output_tensors {
+            if let (Some(&v), Some(&p)) = (self.value_of.get(t), self.params.get(t)) {
+                summary.value_params.entry(v).or_insert(p);
+                summary.quantized_outputs.insert(v);
             }
         }
         // A folded clamp's output holds its producer's int8 values.

@@ -58,7 +58,7 @@ pub fn simulate(g: &Graph, summary: &Int8Summary) -> Result<Simulated> {
                 }
             }
         }
-        if everywhere {
+        if everywhere || summary.quantized_outputs.contains(&v) {
             for out in sim.outputs.iter_mut() {
                 if *out == v {
                     *out = dq;
