@@ -292,7 +292,9 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
             .iter()
             .map(|o| o.sqnr_db.unwrap_or(f64::INFINITY))
             .fold(f64::INFINITY, f64::min);
-        emitted.notes.push(if worst.is_finite() {
+        emitted.notes.push(if written_report.outputs.is_empty() {
+            "accuracy not measured (--eval none)".to_string()
+        } else if worst.is_finite() {
             format!("simulated output SQNR {worst:.1} dB")
         } else {
             "simulated outputs exact".to_string()
