@@ -438,3 +438,38 @@ impl AccuracyReport {
 fn db(x: Option<f64>) -> String {
     x.map_or("exact".into(), |v| format!("{v:.2}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sums(reference: &[f32], actual: &[f32]) -> Sums {
+        let t = |v: &[f32]| {
+            Tensor::F32(
+                ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[v.len()]), v.to_vec()).unwrap(),
+            )
+        };
+        let mut s = Sums::default();
+        s.add(&t(reference), &t(actual));
+        s
+    }
+
+    #[test]
+    fn sqnr_is_broken_not_exact_when_only_one_side_is_nan() {
+        assert_eq!(
+            sums(&[1.0, 2.0], &[1.0, f32::NAN]).sqnr_db(),
+            BROKEN_SQNR_DB
+        );
+        assert_eq!(
+            sums(&[1.0, 2.0], &[1.0, f32::INFINITY]).sqnr_db(),
+            BROKEN_SQNR_DB
+        );
+        // The same non-finite value on both sides is agreement.
+        assert_eq!(
+            sums(&[1.0, f32::NEG_INFINITY], &[1.0, f32::NEG_INFINITY]).sqnr_db(),
+            f64::INFINITY
+        );
+        let db = sums(&[1.0, 2.0], &[1.1, 2.0]).sqnr_db();
+        assert!((db - 10.0 * (5.0f64 / 0.01).log10()).abs() < 1e-3, "{db}");
+    }
+}
