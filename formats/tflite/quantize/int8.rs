@@ -197,7 +197,9 @@ impl<'a> Rewriter<'a> {
                 int8_kernel(op.code).ok_or_else(|| format!("{name} has no int8 kernel"))?;
             let inputs = op.inputs.clone();
             let outputs = op.outputs.clone();
+            let op_code = op.code;
             let mut first_input: Option<ActParams> = None;
+            let mut widest_input = 0f32;
             for (slot, t) in inputs.iter().enumerate() {
                 let Some(t) = *t else { continue };
                 let tensor = self.model.tensor(t);
@@ -213,7 +215,9 @@ impl<'a> Rewriter<'a> {
                 }
                 match self.params.get(&t) {
                     Some(&p) => {
+                        check_scale(&name, &tensor.name, p)?;
                         first_input.get_or_insert(p);
+                        widest_input = widest_input.max(p.scale);
                     }
                     None => {
                         return Err(format!(
@@ -245,6 +249,22 @@ impl<'a> Rewriter<'a> {
                         }
                     },
                 };
+                check_scale(&name, &self.model.tensor(t).name, p)?;
+                // ADD/SUB rescale inputs to twice the widest input scale over
+                // 2^20 output steps; a smaller output scale aborts the kernel.
+                let rescales = matches!(
+                    op_code,
+                    tfl::BuiltinOperator::ADD
+                        | tfl::BuiltinOperator::SUB
+                        | tfl::BuiltinOperator::SQUARED_DIFFERENCE
+                );
+                if rescales
+                    && f64::from(widest_input) * 2.0 >= f64::from(p.scale) * f64::from(1u32 << 20)
+                {
+                    return Err(format!(
+                        "{name}'s inputs are over 2^19 times coarser than its output"
+                    ));
+                }
                 if self.params.get(&t) != Some(&p) {
                     self.params.insert(t, p);
                     assigned.push(t);
@@ -688,6 +708,21 @@ impl<'a> Rewriter<'a> {
                 summary.value_params.entry(v).or_insert(self.params[&t]);
             }
         }
+    }
+}
+
+/// Ranges this wide hold attention masks' stand-ins for infinity, not data:
+/// the kernels' fixed-point multipliers overflow (LiteRT aborts).
+const MAX_SCALE: f32 = 1e6;
+
+fn check_scale(op: &str, tensor: &str, p: ActParams) -> std::result::Result<(), String> {
+    if p.scale.is_finite() && p.scale <= MAX_SCALE {
+        Ok(())
+    } else {
+        Err(format!(
+            "{op}: {tensor} spans +-{:.1e}, too wide for int8",
+            f64::from(p.scale) * 128.0
+        ))
     }
 }
 
