@@ -258,10 +258,11 @@ impl Dataset {
             format!("{} ({} samples)", self.source.describe(), self.len())
         } else {
             format!(
-                "{}, samples {}..{}",
+                "{}, samples {}..{} ({} samples)",
                 self.source.describe(),
                 self.range.start,
-                self.range.end
+                self.range.end,
+                self.len()
             )
         }
     }

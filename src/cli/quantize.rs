@@ -227,7 +227,7 @@ pub fn open_data(flags: &QuantFlags, g: &Graph, needs_calib: bool) -> anyhow::Re
     };
     let eval_description = match (&eval, &calib) {
         _ if skip_eval => "none (--eval none)".into(),
-        (Some(e), _) => format!("{} ({} samples)", e.describe(), e.len()),
+        (Some(e), _) => e.describe(),
         (None, Some(c)) => format!(
             "the calibration data itself ({} samples; give --eval or --calib-split for held-out figures)",
             c.len()
@@ -298,7 +298,12 @@ pub fn write_report(input: ReportInput) -> anyhow::Result<(AccuracyReport, Vec<P
                 .iter()
                 .map(|(node, reason)| FloatNode {
                     node: node.clone(),
-                    reason: reason.clone(),
+                    reason: match &input.budget {
+                        Some(b) if b.kept_float.contains(node) => {
+                            format!("kept float by --min-sqnr {}", b.min_sqnr_db)
+                        }
+                        _ => reason.clone(),
+                    },
                 })
                 .collect(),
         ),
