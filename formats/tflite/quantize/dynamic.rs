@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use super::NodeFilter;
-use super::params::{channel_index, symmetric_per_channel};
+use super::int8::per_channel_filter;
 use crate::formats::tflite::model::{TflModel, TflQuant, TflTensor};
 use crate::formats::tflite::schema as tfl;
 
@@ -65,19 +65,8 @@ pub fn quantize(model: &mut TflModel, keep_float: &NodeFilter) -> DynamicSummary
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        let (q, scales) = symmetric_per_channel(&values, shape[axis], channel_index(&shape, axis));
-        let quantized = model.add_tensor(TflTensor {
-            name: format!("{}_int8", tensor.name),
-            dtype: tfl::TensorType::INT8,
-            shape: tensor.shape.clone(),
-            data: Some(Bytes::from(q.iter().map(|&x| x as u8).collect::<Vec<u8>>())),
-            quant: Some(TflQuant {
-                zero_point: vec![0; scales.len()],
-                scale: scales,
-                axis: axis as i32,
-            }),
-            is_variable: false,
-        });
+        let (filter, _) = per_channel_filter(tensor, &values, axis);
+        let quantized = model.add_tensor(filter);
         let op = &mut model.operators[i];
         op.inputs[1] = Some(quantized);
         // The hybrid kernels' own versions (op_version.cc).

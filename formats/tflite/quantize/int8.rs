@@ -607,34 +607,10 @@ impl<'a> Rewriter<'a> {
             .collect())
     }
 
-    fn shape(&self, t: TensorId) -> Vec<usize> {
-        self.model
-            .tensor(t)
-            .shape
-            .iter()
-            .map(|&d| d.max(0) as usize)
-            .collect()
-    }
-
     fn quantized_filter(&mut self, t: TensorId, axis: usize) -> Result<(TensorId, Vec<f32>)> {
         let values = self.floats(t)?;
-        let shape = self.shape(t);
-        let channels = shape.get(axis).copied().unwrap_or(1);
-        let (q, scales) = symmetric_per_channel(&values, channels, channel_index(&shape, axis));
-        let src = self.model.tensor(t).clone();
-        let id = self.model.add_tensor(TflTensor {
-            name: format!("{}_int8", src.name),
-            dtype: tfl::TensorType::INT8,
-            shape: src.shape,
-            data: Some(Bytes::from(q.iter().map(|&x| x as u8).collect::<Vec<u8>>())),
-            quant: Some(TflQuant {
-                scale: scales.clone(),
-                zero_point: vec![0; scales.len()],
-                axis: axis as i32,
-            }),
-            is_variable: false,
-        });
-        Ok((id, scales))
+        let (filter, scales) = per_channel_filter(self.model.tensor(t), &values, axis);
+        Ok((self.model.add_tensor(filter), scales))
     }
 
     fn quantized_bias(
@@ -737,6 +713,31 @@ fn readers(ops: &[TflOperator], outputs: &[TensorId]) -> HashMap<TensorId, usize
         *n.entry(*t).or_default() += 1;
     }
     n
+}
+
+/// `tensor` (float32 `values`) as symmetric int8 per index of `axis`; and
+/// the scales. Full-integer and dynamic-range filters are both made here.
+pub fn per_channel_filter(
+    tensor: &TflTensor,
+    values: &[f32],
+    axis: usize,
+) -> (TflTensor, Vec<f32>) {
+    let shape: Vec<usize> = tensor.shape.iter().map(|&d| d.max(0) as usize).collect();
+    let channels = shape.get(axis).copied().unwrap_or(1);
+    let (q, scales) = symmetric_per_channel(values, channels, channel_index(&shape, axis));
+    let filter = TflTensor {
+        name: format!("{}_int8", tensor.name),
+        dtype: tfl::TensorType::INT8,
+        shape: tensor.shape.clone(),
+        data: Some(Bytes::from(q.iter().map(|&x| x as u8).collect::<Vec<u8>>())),
+        quant: Some(TflQuant {
+            scale: scales.clone(),
+            zero_point: vec![0; scales.len()],
+            axis: axis as i32,
+        }),
+        is_variable: false,
+    };
+    (filter, scales)
 }
 
 fn per_tensor(scale: f32, zero_point: i32) -> TflQuant {

@@ -113,39 +113,14 @@ fn tabulate_hard_swish(
     let read = sim.node(id).inputs[0].expect("checked above");
     let shape = sim.fact(read).shape.clone();
     let name = &node.name;
-    let scale = scalar_weight(
-        sim,
-        &format!("{name}__sim_in_scale"),
-        DType::F32,
-        &p_in.scale.to_le_bytes(),
-    )?;
-    let zero = scalar_weight(
-        sim,
-        &format!("{name}__sim_in_zero"),
-        DType::I8,
-        &[p_in.zero_point as i8 as u8],
-    )?;
-    let (_, q) = sim.add_node(
-        format!("{name}__sim_index"),
-        Op::QuantizeLinear(QuantizeAttrs {
-            axis: 1,
-            saturate: true,
-            block_size: 0,
-            output_dtype: None,
-        }),
-        vec![Some(read), Some(scale), Some(zero)],
-        vec![(
-            format!("{name}__sim_index"),
-            Fact::new(DType::I8, shape.clone()),
-        )],
-    );
+    let (_, q, _, _) = quantize_node(sim, read, p_in, &format!("{name}__sim_in"))?;
     let (_, index) = sim.add_node(
         format!("{name}__sim_index32"),
         Op::Cast(CastAttrs {
             to: DType::I32,
             saturate: true,
         }),
-        vec![Some(q[0])],
+        vec![Some(q)],
         vec![(format!("{name}__sim_index32"), Fact::new(DType::I32, shape))],
     );
     // Negative indices count from the end: q < 0 reads entry 256 + q.
@@ -240,6 +215,28 @@ fn round_twice_like_tflite(
 fn fake_quant(sim: &mut Graph, v: ValueId, p: ActParams) -> Result<(NodeId, ValueId)> {
     let name = sim.value(v).name.clone();
     let shape = sim.fact(v).shape.clone();
+    let (q_node, q, scale, zero) = quantize_node(sim, v, p, &name)?;
+    let (_, dq) = sim.add_node(
+        format!("{name}__sim_dequantize"),
+        Op::DequantizeLinear(DequantizeAttrs {
+            axis: 1,
+            block_size: 0,
+        }),
+        vec![Some(q), Some(scale), Some(zero)],
+        vec![(format!("{name}__sim"), Fact::new(DType::F32, shape))],
+    );
+    Ok((q_node, dq[0]))
+}
+
+/// `QuantizeLinear(v)` with `p` as int8, named after `name`: the node, its
+/// output, and the scale and zero-point weights it reads.
+fn quantize_node(
+    sim: &mut Graph,
+    v: ValueId,
+    p: ActParams,
+    name: &str,
+) -> Result<(NodeId, ValueId, ValueId, ValueId)> {
+    let shape = sim.fact(v).shape.clone();
     let scale = scalar_weight(
         sim,
         &format!("{name}__sim_scale"),
@@ -252,7 +249,7 @@ fn fake_quant(sim: &mut Graph, v: ValueId, p: ActParams) -> Result<(NodeId, Valu
         DType::I8,
         &[p.zero_point as i8 as u8],
     )?;
-    let (q_node, q) = sim.add_node(
+    let (node, q) = sim.add_node(
         format!("{name}__sim_quantize"),
         Op::QuantizeLinear(QuantizeAttrs {
             axis: 1,
@@ -261,21 +258,9 @@ fn fake_quant(sim: &mut Graph, v: ValueId, p: ActParams) -> Result<(NodeId, Valu
             output_dtype: None,
         }),
         vec![Some(v), Some(scale), Some(zero)],
-        vec![(
-            format!("{name}__sim_int8"),
-            Fact::new(DType::I8, shape.clone()),
-        )],
+        vec![(format!("{name}__sim_int8"), Fact::new(DType::I8, shape))],
     );
-    let (_, dq) = sim.add_node(
-        format!("{name}__sim_dequantize"),
-        Op::DequantizeLinear(DequantizeAttrs {
-            axis: 1,
-            block_size: 0,
-        }),
-        vec![Some(q[0]), Some(scale), Some(zero)],
-        vec![(format!("{name}__sim"), Fact::new(DType::F32, shape))],
-    );
-    Ok((q_node, dq[0]))
+    Ok((node, q[0], scale, zero))
 }
 
 fn scalar_weight(sim: &mut Graph, name: &str, dtype: DType, bytes: &[u8]) -> Result<ValueId> {
