@@ -75,6 +75,54 @@ pub fn oracle_python() -> PathBuf {
         .clone()
 }
 
+/// The llama.cpp oracle venv's python (tests/oracles/requirements-llama.txt:
+/// llama-cpp-python built from source, and gguf-py), created on first use.
+pub fn llama_python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let requirements = oracles_dir().join("requirements-llama.txt");
+            let venv = provision(
+                "llama-venv",
+                &[requirements.as_path()],
+                Path::new(".edgeconv-ready"),
+                |venv| {
+                    if venv.exists() {
+                        fs::remove_dir_all(venv)
+                            .unwrap_or_else(|e| panic!("cannot remove {}: {e}", venv.display()));
+                    }
+                    run_checked(Command::new("python3").args(["-m", "venv"]).arg(venv));
+                    run_checked(
+                        Command::new(venv_python(venv))
+                            .args(["-m", "pip", "install", "--disable-pip-version-check"])
+                            .args(["--no-binary", "llama-cpp-python", "-r"])
+                            .arg(&requirements)
+                            .env("CMAKE_BUILD_PARALLEL_LEVEL", build_parallelism()),
+                    );
+                    write(&venv.join(".edgeconv-ready"), "");
+                },
+            );
+            venv_python(&venv)
+        })
+        .clone()
+}
+
+/// Runs `tests/oracles/<script> args…` with the llama.cpp oracle python.
+pub fn run_llama_python<S: AsRef<OsStr>>(script: &str, args: &[S]) -> Output {
+    run_checked(
+        Command::new(llama_python())
+            .arg(oracles_dir().join(script))
+            .args(args)
+            .env("PYTHONDONTWRITEBYTECODE", "1"),
+    )
+}
+
+fn build_parallelism() -> String {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .to_string()
+}
+
 /// The ONNX backend node tests: `<dir>/<test>/model.onnx` + `test_data_set_0/{input,output}_<i>.pb`.
 pub fn node_tests_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
