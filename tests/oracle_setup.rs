@@ -45,6 +45,21 @@ for line in open(sys.argv[1]):
 }
 
 #[test]
+fn llama_venv_has_llama_cpp_and_gguf_py() {
+    let check = "import llama_cpp, gguf; print(llama_cpp.__version__)";
+    let output = Command::new(common::llama_python())
+        .args(["-c", check])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "llama.cpp venv is broken: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "0.3.36");
+}
+
+#[test]
 fn llama_reference_writes_logits() {
     let tmp = tempfile::tempdir().unwrap();
     let logits = tmp.path().join("logits.npy");
@@ -196,6 +211,7 @@ fn paths_are_published_for_scripts() {
         "real_inputs": common::real_inputs_dir(),
         "eval_pages": common::eval_pages_dir(),
         "page_images": common::page_images_dir(),
+        "llama_python": common::llama_python(),
     });
     let target = common::repo_root().join("target");
     fs::create_dir_all(&target).unwrap();
