@@ -1,6 +1,7 @@
 //! Importers (ONNX, safetensors) and target writers.
 
 pub mod coverage;
+pub mod gguf;
 pub mod onnx;
 pub mod safetensors;
 pub mod target;

@@ -35,6 +35,8 @@ pub struct EmitReport {
     pub bytes: u64,
     /// Target facts worth telling the user (`opset 17`, `external data: 3 tensors`).
     pub notes: Vec<String>,
+    /// What the user should know before shipping the artifact; printed as `warning: ...`.
+    pub warnings: Vec<String>,
     /// For the coverage report: each IR node's name and the target
     /// operators it was written as.
     pub lowered: BTreeMap<String, Vec<String>>,

@@ -121,8 +121,13 @@ pub fn default_pipeline() -> Vec<Stage> {
 
 /// The pipeline a target runs when the user names no passes. Every target
 /// starts from the default pipeline; a target's own legalization follows it.
-pub fn for_target(_target: &str) -> Vec<Stage> {
-    default_pipeline()
+pub fn for_target(target: &str) -> Vec<Stage> {
+    match target {
+        // A GGUF file carries the source's weights as they are: folding or
+        // fusing would change the tensors llama.cpp expects by name.
+        "gguf" => Vec::new(),
+        _ => default_pipeline(),
+    }
 }
 
 #[cfg(test)]

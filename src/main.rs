@@ -110,10 +110,20 @@ struct ConvertArgs {
     /// TFLite: layout of the model's inputs and outputs of rank 3 or more.
     #[arg(long, value_enum, default_value_t = cli::convert::IoLayoutArg::Source)]
     io_layout: cli::convert::IoLayoutArg,
-    /// TFLite: quantize: `fp16` weights, `int8` full integer (needs --calib),
-    /// `dynamic` int8 weights with float activations.
-    #[arg(long, value_enum)]
-    quant: Option<cli::convert::QuantArg>,
+    /// TFLite: `fp16` weights, `int8` full integer (needs --calib), `dynamic`
+    /// int8 weights with float activations. GGUF: a llama.cpp file type
+    /// (F32, F16, BF16, Q8_0, Q6_K, Q5_K_M, Q5_K_S, Q4_K_M, Q4_K_S, Q3_K_L,
+    /// Q3_K_M, Q3_K_S, Q2_K, Q4_0, Q4_1, Q5_0, Q5_1).
+    #[arg(long, value_name = "MODE")]
+    quant: Option<String>,
+    /// GGUF: give tensors whose name matches GLOB (`*`, `?`) this type
+    /// instead of the file type's choice, e.g. `blk.*.ffn_down.weight=Q6_K`; repeatable.
+    #[arg(long, value_name = "GLOB=TYPE", help_heading = "Quantization")]
+    tensor_type: Vec<String>,
+    /// GGUF: llama.cpp importance matrix (llama-imatrix output, GGUF or legacy
+    /// format) for the K-quant and Q4_0..Q5_1 searches.
+    #[arg(long, value_name = "FILE", help_heading = "Quantization")]
+    imatrix: Option<PathBuf>,
     /// int8: calibration data: a folder of arrays (.npy/.npz) or of PNG/JPEG
     /// images (with --preprocess), a token-id file, `KIND:PATH` (arrays,
     /// images, tokens), or `random[:N]` (warns: random data costs accuracy).
@@ -259,6 +269,8 @@ fn convert(args: ConvertArgs, quiet: bool, progress: &dyn Progress) -> anyhow::R
         external_data: args.external_data,
         io_layout: args.io_layout,
         quant: args.quant,
+        tensor_types: args.tensor_type,
+        imatrix: args.imatrix,
         quant_flags: cli::quantize::QuantFlags {
             calib: args.calib,
             method: args.calib_method,

@@ -188,6 +188,7 @@ impl Target for TfliteTarget {
             bytes: written.bytes,
             notes,
             lowered,
+            ..Default::default()
         })
     }
 }

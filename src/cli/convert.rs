@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use edgeconv::formats::coverage::CoverageReport;
+use edgeconv::formats::gguf::imatrix::Imatrix;
+use edgeconv::formats::gguf::mix::{FileType, TypeOverride};
+use edgeconv::formats::gguf::target::GgufTarget;
 use edgeconv::formats::onnx::export::{ExternalData, OnnxTarget};
 use edgeconv::formats::target::{EmitReport, Target, require_supported};
 use edgeconv::formats::tflite::lower::{IoLayout, LowerOptions};
@@ -29,6 +32,7 @@ use super::quantize::{self as quant, QuantFlags, ReportInput};
 pub enum TargetName {
     Onnx,
     Tflite,
+    Gguf,
 }
 
 /// `--io-layout`: how a model's own inputs and outputs are laid out.
@@ -67,8 +71,31 @@ pub struct ConvertRequest {
     pub verbose: bool,
     pub external_data: bool,
     pub io_layout: IoLayoutArg,
-    pub quant: Option<QuantArg>,
+    /// `--quant` as given; its meaning depends on the target.
+    pub quant: Option<String>,
+    /// GGUF `--tensor-type GLOB=TYPE`.
+    pub tensor_types: Vec<String>,
+    /// GGUF `--imatrix`.
+    pub imatrix: Option<PathBuf>,
     pub quant_flags: QuantFlags,
+}
+
+impl ConvertRequest {
+    /// `--quant` for the TFLite target.
+    fn tflite_quant(&self) -> anyhow::Result<Option<QuantArg>> {
+        use clap::ValueEnum;
+        self.quant
+            .as_deref()
+            .map(|q| {
+                QuantArg::from_str(q, true).map_err(|_| {
+                    Error::Input(format!(
+                        "--quant {q}: the tflite target takes fp16, int8 or dynamic"
+                    ))
+                    .into()
+                })
+            })
+            .transpose()
+    }
 }
 
 /// A conversion refused because the target cannot express some nodes
@@ -155,7 +182,12 @@ fn ms(d: Duration) -> f64 {
 /// Runs the conversion; returns what goes to stdout and what goes to stderr.
 pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<(String, String)> {
     let start = Instant::now();
-    check_quant_flags(req)?;
+    let quant = match req.target {
+        TargetName::Tflite => req.tflite_quant()?,
+        _ => None,
+    };
+    check_quant_flags(req, quant)?;
+    check_gguf_flags(req)?;
     let mut target: Box<dyn Target> = match req.target {
         TargetName::Onnx => Box::new(OnnxTarget {
             external_data: if req.external_data {
@@ -164,11 +196,12 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
                 ExternalData::WhenTooLarge
             },
         }),
-        TargetName::Tflite => Box::new(tflite_target(req, None)?),
+        TargetName::Tflite => Box::new(tflite_target(req, quant, None)?),
+        TargetName::Gguf => Box::new(gguf_target(req)?),
     };
     if req.target == TargetName::Onnx && req.quant.is_some() {
         return Err(Error::Input(
-            "--quant applies to the tflite target; the onnx target writes the model's own types"
+            "--quant applies to the tflite and gguf targets; the onnx target writes the model's own types"
                 .into(),
         )
         .into());
@@ -245,7 +278,7 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
     }
     let mut accuracy = None;
     let mut accuracy_target: Option<TfliteTarget> = None;
-    if req.quant == Some(QuantArg::Int8) {
+    if quant == Some(QuantArg::Int8) {
         let data = quant::open_data(&req.quant_flags, &g, true)?;
         for w in &data.warnings {
             eprintln!("warning: {w}");
@@ -253,7 +286,7 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
         let calib = data.calib.as_ref().expect("int8 requires --calib");
         let calibration = quant::run_calibration(&req.quant_flags, &g, calib, progress)
             .map_err(|e| e.context(format!("calibrating {}", req.model.display())))?;
-        let mut tflite = tflite_target(req, Some(calibration.clone()))?;
+        let mut tflite = tflite_target(req, quant, Some(calibration.clone()))?;
         let eval = data.eval.as_ref().unwrap_or(calib);
         let (evaluation, budget) = if data.skip_eval {
             (Evaluation::default(), None)
@@ -267,6 +300,9 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
     let mut emitted = target
         .emit(&g, &req.output, progress)
         .map_err(|e| e.in_file(&req.model))?;
+    for warning in &emitted.warnings {
+        eprintln!("warning: {warning}");
+    }
     let mut accuracy_report = None;
     if let (Some((calibration, data, evaluation, budget)), Some(tflite)) =
         (accuracy, accuracy_target.as_ref())
@@ -390,6 +426,7 @@ pub fn convert(req: &ConvertRequest, progress: &dyn Progress) -> anyhow::Result<
 /// The TFLite target as the request asks for it; `calibration` for `--quant int8`.
 fn tflite_target(
     req: &ConvertRequest,
+    quant: Option<QuantArg>,
     calibration: Option<edgeconv::calibration::calibrate::Calibration>,
 ) -> anyhow::Result<TfliteTarget> {
     Ok(TfliteTarget {
@@ -398,11 +435,11 @@ fn tflite_target(
                 IoLayoutArg::Source => IoLayout::Source,
                 IoLayoutArg::Nhwc => IoLayout::ChannelsLast,
             },
-            fp16_weights: req.quant == Some(QuantArg::Fp16),
+            fp16_weights: quant == Some(QuantArg::Fp16),
         },
         offset_buffers: OffsetBuffers::Auto,
         provenance: Some(provenance(req)?),
-        quant: match req.quant {
+        quant: match quant {
             Some(QuantArg::Int8) => Quantization::Int8 {
                 calibration,
                 options: req.quant_flags.int8_options(),
@@ -419,9 +456,9 @@ fn tflite_target(
 
 /// Quantization flags must fit `--quant`: a typo'd mode must not silently
 /// produce a float model.
-fn check_quant_flags(req: &ConvertRequest) -> anyhow::Result<()> {
+fn check_quant_flags(req: &ConvertRequest, quant: Option<QuantArg>) -> anyhow::Result<()> {
     let used = req.quant_flags.used();
-    let allowed: &[&str] = match req.quant {
+    let allowed: &[&str] = match quant {
         Some(QuantArg::Int8) => return Ok(()),
         Some(QuantArg::Dynamic) => &["--keep-float"],
         _ => &[],
@@ -430,7 +467,7 @@ fn check_quant_flags(req: &ConvertRequest) -> anyhow::Result<()> {
     if stray.is_empty() {
         return Ok(());
     }
-    let mode = req.quant.map_or("no --quant".to_string(), |q| {
+    let mode = quant.map_or("no --quant".to_string(), |q| {
         format!("--quant {}", format!("{q:?}").to_lowercase())
     });
     Err(Error::Input(format!(
@@ -444,6 +481,49 @@ fn check_quant_flags(req: &ConvertRequest) -> anyhow::Result<()> {
         },
     ))
     .into())
+}
+
+/// The GGUF target as the request asks for it.
+fn gguf_target(req: &ConvertRequest) -> anyhow::Result<GgufTarget> {
+    let ftype = req
+        .quant
+        .as_deref()
+        .map(|q| {
+            FileType::parse(q).ok_or_else(|| {
+                Error::Input(format!(
+                    "--quant {q}: the gguf target takes a llama.cpp file type: {}",
+                    FileType::names()
+                ))
+            })
+        })
+        .transpose()?;
+    let overrides = req
+        .tensor_types
+        .iter()
+        .map(|spec| TypeOverride::parse(spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    let imatrix = req.imatrix.as_deref().map(Imatrix::read).transpose()?;
+    if (!overrides.is_empty() || imatrix.is_some()) && ftype.is_none() {
+        return Err(Error::Input(
+            "--tensor-type and --imatrix need a --quant file type (e.g. --quant Q4_K_M)".into(),
+        )
+        .into());
+    }
+    Ok(GgufTarget {
+        ftype,
+        overrides,
+        imatrix,
+    })
+}
+
+/// `--tensor-type` and `--imatrix` mean something only for GGUF.
+fn check_gguf_flags(req: &ConvertRequest) -> anyhow::Result<()> {
+    if req.target != TargetName::Gguf && (!req.tensor_types.is_empty() || req.imatrix.is_some()) {
+        return Err(
+            Error::Input("--tensor-type and --imatrix apply to --target gguf".into()).into(),
+        );
+    }
+    Ok(())
 }
 
 /// `--min-sqnr` not met: exit 1 (the artifact and report are written).

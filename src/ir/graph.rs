@@ -135,6 +135,8 @@ pub struct Metadata {
     pub hf: HfFiles,
     /// Free-form key/values (ONNX `metadata_props`, doc strings).
     pub props: BTreeMap<String, String>,
+    /// Typed key/values in source order (a GGUF file's metadata).
+    pub kv: Vec<(String, crate::ir::meta::MetaValue)>,
 }
 
 /// A model: a dataflow graph over values, plus weights and metadata.

@@ -110,6 +110,7 @@ impl Target for OnnxTarget {
             bytes: written.bytes,
             notes,
             lowered,
+            ..Default::default()
         })
     }
 }

@@ -1,0 +1,262 @@
+use std::io::Write;
+use std::path::Path;
+
+use super::read::parse_bytes;
+use super::*;
+use crate::formats::gguf::types::TensorType;
+use crate::ir::error::Error;
+use crate::progress::Silent;
+
+fn every_value() -> Vec<(String, GgufValue)> {
+    vec![
+        (
+            "general.architecture".into(),
+            GgufValue::String("llama".into()),
+        ),
+        ("u8".into(), GgufValue::U8(7)),
+        ("i8".into(), GgufValue::I8(-7)),
+        ("u16".into(), GgufValue::U16(700)),
+        ("i16".into(), GgufValue::I16(-700)),
+        ("u32".into(), GgufValue::U32(70_000)),
+        ("i32".into(), GgufValue::I32(-70_000)),
+        ("u64".into(), GgufValue::U64(1 << 40)),
+        ("i64".into(), GgufValue::I64(-(1 << 40))),
+        ("f32".into(), GgufValue::F32(0.25)),
+        ("f64".into(), GgufValue::F64(-0.125)),
+        ("bool".into(), GgufValue::Bool(true)),
+        ("empty".into(), GgufValue::String(String::new())),
+        (
+            "strings".into(),
+            GgufValue::strings(["a".to_string(), "é🦙".to_string()]),
+        ),
+        (
+            "empty_array".into(),
+            GgufValue::Array(MetaType::I32, vec![]),
+        ),
+        (
+            "nested".into(),
+            GgufValue::Array(
+                MetaType::Array,
+                vec![
+                    GgufValue::Array(MetaType::U8, vec![GgufValue::U8(1)]),
+                    GgufValue::Array(MetaType::U8, vec![]),
+                ],
+            ),
+        ),
+    ]
+}
+
+fn tensors() -> Vec<TensorSpec> {
+    vec![
+        TensorSpec {
+            name: "a".into(),
+            ne: vec![3, 2],
+            ty: TensorType::F32.id(),
+            bytes: 24,
+        },
+        TensorSpec {
+            name: "b".into(),
+            ne: vec![5],
+            ty: TensorType::F16.id(),
+            bytes: 10,
+        },
+    ]
+}
+
+fn write_file(dir: &Path, kv: &[(String, GgufValue)]) -> std::path::PathBuf {
+    let path = dir.join("m.gguf");
+    let produce = |i: usize, sink: &mut dyn Write| -> crate::ir::error::Result<()> {
+        let bytes = vec![i as u8 + 1; tensors()[i].bytes as usize];
+        sink.write_all(&bytes).map_err(|e| Error::io("sink", e))
+    };
+    write(&path, kv, &tensors(), &produce, &Silent).unwrap();
+    path
+}
+
+#[test]
+fn every_value_type_and_tensor_round_trips_with_aligned_data() {
+    let dir = tempfile::tempdir().unwrap();
+    for alignment in [None, Some(64u32)] {
+        let mut kv = every_value();
+        if let Some(a) = alignment {
+            kv.push(("general.alignment".into(), GgufValue::U32(a)));
+        }
+        let path = write_file(dir.path(), &kv);
+        let file = read(&path).unwrap();
+        assert_eq!(file.kv, kv);
+        let align = u64::from(alignment.unwrap_or(32));
+        assert_eq!(file.alignment, align);
+        assert_eq!(file.data_offset % align, 0);
+        assert_eq!(file.tensors.len(), 2);
+        for (i, t) in file.tensors.iter().enumerate() {
+            assert_eq!(t.start % align, 0);
+            assert!(file.data(t).iter().all(|&b| b == i as u8 + 1));
+        }
+        assert_eq!(file.tensors[1].ty, TensorType::F16);
+        assert_eq!(file.tensors[0].ne, [3, 2]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len() % align, 0);
+    }
+}
+
+#[test]
+fn a_payload_of_the_wrong_size_fails_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.gguf");
+    let produce = |_: usize, sink: &mut dyn Write| -> crate::ir::error::Result<()> {
+        sink.write_all(&[0u8; 3]).map_err(|e| Error::io("sink", e))
+    };
+    let err = write(&path, &every_value(), &tensors(), &produce, &Silent).unwrap_err();
+    assert!(err.to_string().contains("produced 3 bytes"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+fn good_bytes() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::read(write_file(dir.path(), &every_value())).unwrap()
+}
+
+fn parse_error(bytes: Vec<u8>) -> String {
+    match parse_bytes(Path::new("h.gguf"), bytes) {
+        Err(e @ Error::Parse { .. }) => e.to_string(),
+        Err(e) => panic!("not a located parse error: {e}"),
+        Ok(_) => panic!("hostile file accepted"),
+    }
+}
+
+fn put_u64(bytes: &mut [u8], at: usize, v: u64) {
+    bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Byte offset of the first tensor info (after the KV section).
+fn first_info(bytes: &[u8]) -> usize {
+    let needle = [1u8, 0, 0, 0, 0, 0, 0, 0, b'a', 2, 0, 0, 0];
+    bytes.windows(13).position(|w| w == needle).unwrap()
+}
+
+#[test]
+fn every_truncation_is_a_located_error() {
+    let good = good_bytes();
+    let file = parse_bytes(Path::new("g"), good.clone()).unwrap();
+    let data_start = file.data_offset as usize;
+    let last = file.tensors.last().unwrap();
+    // Cuts in the header and inside the last tensor's data (its trailing
+    // padding is not data, so a cut there is still a whole file).
+    for cut in (0..data_start).chain([(last.start + last.bytes - 1) as usize]) {
+        let msg = parse_error(good[..cut].to_vec());
+        assert!(msg.contains("at byte"), "cut {cut}: {msg}");
+    }
+}
+
+fn read_data_offset(bytes: &[u8]) -> usize {
+    parse_bytes(Path::new("g"), bytes.to_vec())
+        .unwrap()
+        .data_offset as usize
+}
+
+#[test]
+fn hostile_headers_are_located_errors_never_allocations() {
+    let good = good_bytes();
+    let info = first_info(&good);
+    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+        ("magic", Box::new(|b| b[0] = b'X'), "at byte 0"),
+        ("version 1", Box::new(|b| b[4] = 1), "version 1"),
+        (
+            "tensor count",
+            Box::new(|b| put_u64(b, 8, 1 << 60)),
+            "tensor count",
+        ),
+        (
+            "kv count",
+            Box::new(|b| put_u64(b, 16, 1 << 40)),
+            "metadata count",
+        ),
+        (
+            "key length",
+            Box::new(|b| put_u64(b, 24, u64::MAX)),
+            "at byte 24",
+        ),
+        ("n_dims", Box::new(move |b| b[info + 9] = 9), "dimensions"),
+        (
+            "dims overflow",
+            Box::new(move |b| {
+                put_u64(b, info + 13, 1 << 40);
+                put_u64(b, info + 21, 1 << 40);
+            }),
+            "not a valid",
+        ),
+        ("type id", Box::new(move |b| b[info + 29] = 16), "IQ2_XXS"),
+        (
+            "unknown type id",
+            Box::new(move |b| b[info + 29] = 200),
+            "unknown type",
+        ),
+        (
+            "misaligned offset",
+            Box::new(move |b| put_u64(b, info + 33, 3)),
+            "not a multiple",
+        ),
+        (
+            "offset past the end",
+            Box::new(move |b| put_u64(b, info + 33, 1 << 40)),
+            "past the end",
+        ),
+        (
+            "overlap",
+            Box::new(move |b| {
+                // Second tensor ("b", 1 dim) starts at the first one's offset.
+                let second = info + 41;
+                put_u64(b, second + 9 + 4 + 8 + 4, 0);
+            }),
+            "overlaps",
+        ),
+        (
+            "duplicate name",
+            Box::new(move |b| b[info + 41 + 8] = b'a'),
+            "appears twice",
+        ),
+    ];
+    for (what, corrupt, expected) in cases {
+        let mut bytes = good.clone();
+        corrupt(&mut bytes);
+        let msg = parse_error(bytes);
+        assert!(msg.contains(expected), "{what}: {msg}");
+    }
+}
+
+#[test]
+fn bad_alignment_values_are_refused() {
+    for bad in [0u32, 3, 48] {
+        let mut kv = every_value();
+        kv.push(("general.alignment".into(), GgufValue::U32(bad)));
+        let dir = tempfile::tempdir().unwrap();
+        let produce = |_: usize, _: &mut dyn Write| -> crate::ir::error::Result<()> { Ok(()) };
+        assert!(write(&dir.path().join("x.gguf"), &kv, &[], &produce, &Silent).is_err());
+        // Craft one by hand: header with only the alignment key.
+        let mut bytes = b"GGUF".to_vec();
+        bytes.extend(3u32.to_le_bytes());
+        bytes.extend(0u64.to_le_bytes());
+        bytes.extend(1u64.to_le_bytes());
+        bytes.extend(17u64.to_le_bytes());
+        bytes.extend(b"general.alignment");
+        bytes.extend(MetaType::U32.id().to_le_bytes());
+        bytes.extend(bad.to_le_bytes());
+        assert!(parse_error(bytes).contains("power of two"));
+    }
+}
+
+#[test]
+fn deeply_nested_arrays_are_refused() {
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend(3u32.to_le_bytes());
+    bytes.extend(0u64.to_le_bytes());
+    bytes.extend(1u64.to_le_bytes());
+    bytes.extend(1u64.to_le_bytes());
+    bytes.push(b'k');
+    bytes.extend(MetaType::Array.id().to_le_bytes());
+    for _ in 0..20 {
+        bytes.extend(MetaType::Array.id().to_le_bytes());
+        bytes.extend(1u64.to_le_bytes());
+    }
+    bytes.extend(vec![0u8; 64]);
+    assert!(parse_error(bytes).contains("nested"));
+}

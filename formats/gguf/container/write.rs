@@ -1,0 +1,149 @@
+//! Writing a GGUF file: header, metadata and tensor infos first (every offset
+//! is known from the types and dims), then each tensor's payload in order,
+//! produced on demand so no more than one slab of a tensor is in memory.
+
+use std::io::{self, Write};
+use std::path::Path;
+
+use super::{DEFAULT_ALIGNMENT, GgufValue, MAGIC, MAX_DIMS, MAX_NAME_BYTES, VERSION};
+use crate::ir::error::{Error, Result};
+use crate::output::AtomicFile;
+use crate::progress::Progress;
+
+/// One tensor's info; its payload comes from the `produce` callback of [`write`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    /// Dims fastest first.
+    pub ne: Vec<u64>,
+    /// `ggml_type` id.
+    pub ty: u32,
+    /// Payload bytes `produce` must write.
+    pub bytes: u64,
+}
+
+/// Writes a GGUF v3 file at `out` (atomically: nothing is left there on
+/// error). `produce(i, sink)` writes tensor `i`'s payload; a payload of
+/// another size than its spec says is an error. Returns the file size.
+pub fn write(
+    out: &Path,
+    kv: &[(String, GgufValue)],
+    tensors: &[TensorSpec],
+    produce: &(dyn Fn(usize, &mut dyn Write) -> Result<()> + Sync),
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let alignment = match kv.iter().find(|(k, _)| k == "general.alignment") {
+        None => DEFAULT_ALIGNMENT,
+        Some((_, GgufValue::U32(a))) if a.is_power_of_two() => u64::from(*a),
+        Some((_, v)) => {
+            return Err(Error::Input(format!(
+                "general.alignment {v} is not a power of two (u32)"
+            )));
+        }
+    };
+    let mut header = Vec::new();
+    header.extend(MAGIC);
+    header.extend(VERSION.to_le_bytes());
+    header.extend((tensors.len() as u64).to_le_bytes());
+    header.extend((kv.len() as u64).to_le_bytes());
+    for (key, value) in kv {
+        put_string(&mut header, key);
+        header.extend(value.meta_type().id().to_le_bytes());
+        put_value(&mut header, value);
+    }
+    let mut offset = 0u64;
+    for t in tensors {
+        if t.name.len() > MAX_NAME_BYTES || t.ne.is_empty() || t.ne.len() > MAX_DIMS {
+            return Err(Error::Input(format!(
+                "tensor '{}': GGUF needs a name of at most {MAX_NAME_BYTES} bytes and 1 to {MAX_DIMS} dims (has {:?})",
+                t.name, t.ne
+            )));
+        }
+        put_string(&mut header, &t.name);
+        header.extend((t.ne.len() as u32).to_le_bytes());
+        for d in &t.ne {
+            header.extend(d.to_le_bytes());
+        }
+        header.extend(t.ty.to_le_bytes());
+        header.extend(offset.to_le_bytes());
+        offset = (offset + t.bytes).div_ceil(alignment) * alignment;
+    }
+    let total_payload: u64 = tensors.iter().map(|t| t.bytes).sum();
+    let file = AtomicFile::create(out).map_err(|e| Error::io(out, e))?;
+    let mut sink = Counting {
+        inner: file,
+        written: 0,
+    };
+    let io = |e: io::Error| Error::io(out, e);
+    sink.write_all(&header).map_err(io)?;
+    pad(&mut sink, alignment).map_err(io)?;
+    progress.start("writing gguf", total_payload);
+    for (i, t) in tensors.iter().enumerate() {
+        let before = sink.written;
+        produce(i, &mut sink)?;
+        let wrote = sink.written - before;
+        if wrote != t.bytes {
+            return Err(Error::Graph(format!(
+                "tensor '{}': produced {wrote} bytes, its info says {}",
+                t.name, t.bytes
+            )));
+        }
+        pad(&mut sink, alignment).map_err(io)?;
+        progress.advance(t.bytes);
+    }
+    progress.finish();
+    let written = sink.written;
+    sink.inner.commit().map_err(io)?;
+    Ok(written)
+}
+
+struct Counting<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn pad<W: Write>(sink: &mut Counting<W>, alignment: u64) -> io::Result<()> {
+    let padding = sink.written.div_ceil(alignment) * alignment - sink.written;
+    sink.write_all(&vec![0u8; padding as usize])
+}
+
+fn put_string(out: &mut Vec<u8>, s: &str) {
+    out.extend((s.len() as u64).to_le_bytes());
+    out.extend(s.as_bytes());
+}
+
+pub(super) fn put_value(out: &mut Vec<u8>, value: &GgufValue) {
+    match value {
+        GgufValue::U8(v) => out.push(*v),
+        GgufValue::I8(v) => out.push(*v as u8),
+        GgufValue::U16(v) => out.extend(v.to_le_bytes()),
+        GgufValue::I16(v) => out.extend(v.to_le_bytes()),
+        GgufValue::U32(v) => out.extend(v.to_le_bytes()),
+        GgufValue::I32(v) => out.extend(v.to_le_bytes()),
+        GgufValue::U64(v) => out.extend(v.to_le_bytes()),
+        GgufValue::I64(v) => out.extend(v.to_le_bytes()),
+        GgufValue::F32(v) => out.extend(v.to_le_bytes()),
+        GgufValue::F64(v) => out.extend(v.to_le_bytes()),
+        GgufValue::Bool(v) => out.push(u8::from(*v)),
+        GgufValue::String(s) => put_string(out, s),
+        GgufValue::Array(elem, items) => {
+            out.extend(elem.id().to_le_bytes());
+            out.extend((items.len() as u64).to_le_bytes());
+            for item in items {
+                put_value(out, item);
+            }
+        }
+    }
+}
