@@ -40,10 +40,13 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--imatrix")
     args = ap.parse_args()
-    key = "GGML_TYPE_" + args.type.upper()
-    if not hasattr(llama_cpp, key):
-        sys.exit(f"unknown ggml type {args.type}")
-    ty = getattr(llama_cpp, key)
+    # llama-cpp-python does not export every id; BF16's is fixed by the GGUF spec.
+    ty = {"BF16": 30}.get(args.type.upper())
+    if ty is None:
+        key = "GGML_TYPE_" + args.type.upper()
+        if not hasattr(llama_cpp, key):
+            sys.exit(f"unknown ggml type {args.type}")
+        ty = getattr(llama_cpp, key)
     x = np.ascontiguousarray(np.load(args.rows), dtype=np.float32)
     if x.ndim != 2:
         sys.exit("rows must be 2-D")
