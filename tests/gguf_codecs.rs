@@ -47,9 +47,19 @@ fn realistic_rows(rows: usize, n: usize, seed: u64) -> Vec<f32> {
                 }
                 2 => {
                     let base = rng.normal() * 0.02;
-                    if rng.next() < 0.002 { base * 300.0 } else { base }
+                    if rng.next() < 0.002 {
+                        base * 300.0
+                    } else {
+                        base
+                    }
                 }
-                3 => if rng.next() < 0.5 { 0.0 } else { rng.normal() * 0.1 },
+                3 => {
+                    if rng.next() < 0.5 {
+                        0.0
+                    } else {
+                        rng.normal() * 0.1
+                    }
+                }
                 4 => rng.normal() * 1e-6,
                 _ => constant,
             };
@@ -73,7 +83,9 @@ fn compare(name: &str, codec: Codec, with_imatrix: bool, dir: &Path) {
     save(&rows_path, x.clone(), &[ROWS, N]);
     let imatrix: Vec<f32> = {
         let mut rng = Rng(77);
-        (0..N).map(|_| (rng.normal().powi(2) + 0.01) as f32).collect()
+        (0..N)
+            .map(|_| (rng.normal().powi(2) + 0.01) as f32)
+            .collect()
     };
     let mut args = vec![
         name.to_string(),
@@ -89,7 +101,14 @@ fn compare(name: &str, codec: Codec, with_imatrix: bool, dir: &Path) {
     common::run_llama_python("ggml_quantize.py", &args);
     let theirs = std::fs::read(dir.join(format!("{name}.bin"))).unwrap();
     let mut ours = vec![0u8; codec.row_bytes(N).unwrap() * ROWS];
-    quantize_rows(codec, &x, N, with_imatrix.then_some(imatrix.as_slice()), &mut ours).unwrap();
+    quantize_rows(
+        codec,
+        &x,
+        N,
+        with_imatrix.then_some(imatrix.as_slice()),
+        &mut ours,
+    )
+    .unwrap();
     assert_eq!(ours.len(), theirs.len(), "{name}");
     let block = match codec {
         Codec::Block(t) => t.layout().bytes,
@@ -105,7 +124,10 @@ fn compare(name: &str, codec: Codec, with_imatrix: bool, dir: &Path) {
         x.len(),
         ours.len() / block
     );
-    assert_eq!(differing, 0, "{name}: {differing} blocks differ from ggml's");
+    assert_eq!(
+        differing, 0,
+        "{name}: {differing} blocks differ from ggml's"
+    );
 }
 
 const BLOCK_TYPES: [(&str, GgmlType); 10] = [
@@ -173,12 +195,17 @@ fn dequantizers_match_gguf_py() {
             .unwrap();
         assert!(status.success(), "gguf-py dequantize {name}");
         let theirs = edgeconv::calibration::npy::read_npy(&out).unwrap();
-        let Tensor::F32(theirs) = theirs else { panic!("{name}: not f32") };
+        let Tensor::F32(theirs) = theirs else {
+            panic!("{name}: not f32")
+        };
         let worst = ours
             .iter()
             .zip(theirs.iter())
             .map(|(a, b)| (a - b).abs() / (1e-6 + b.abs()))
             .fold(0f32, f32::max);
-        assert!(worst < 1e-5, "{name}: dequantized values differ from gguf-py by {worst}");
+        assert!(
+            worst < 1e-5,
+            "{name}: dequantized values differ from gguf-py by {worst}"
+        );
     }
 }

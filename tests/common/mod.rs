@@ -117,6 +117,48 @@ pub fn run_llama_python<S: AsRef<OsStr>>(script: &str, args: &[S]) -> Output {
     )
 }
 
+/// make_llm_checkpoint.py's checkpoints (llama.cpp venv): `<dir>/llama`
+/// (hidden 256, 8 layers, ff 768, 4 heads / 2 kv heads, untied) and
+/// `<dir>/qwen2` (ff 608, 1 kv head, tied embeddings, q/k/v biases), both
+/// with a 32000-token byte-level BPE vocabulary; `<dir>/llama-sharded`, the
+/// llama one in two shards.
+pub fn llm_checkpoints_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let requirements = oracles_dir().join("requirements-llama.txt");
+        let script = oracles_dir().join("make_llm_checkpoint.py");
+        provision(
+            "llm-checkpoints",
+            &[requirements.as_path(), script.as_path()],
+            Path::new("COMPLETE"),
+            |dir| {
+                let make = |name: &str, args: &[&str]| {
+                    let out = dir.join(name);
+                    let mut all: Vec<&OsStr> = vec![out.as_os_str()];
+                    all.extend(args.iter().map(OsStr::new));
+                    run_llama_python("make_llm_checkpoint.py", &all);
+                };
+                make("llama", &["--arch", "llama"]);
+                make("llama-sharded", &["--arch", "llama", "--shards", "2"]);
+                make(
+                    "qwen2",
+                    &[
+                        "--arch",
+                        "qwen2",
+                        "--tied",
+                        "--ff",
+                        "608",
+                        "--kv-heads",
+                        "1",
+                    ],
+                );
+                write(&dir.join("COMPLETE"), "");
+            },
+        )
+    })
+    .clone()
+}
+
 fn build_parallelism() -> String {
     std::thread::available_parallelism()
         .map_or(2, |n| n.get())
