@@ -390,3 +390,60 @@ fn an_onnx_model_becomes_a_tensor_file_with_a_warning() {
     let f = edgeconv::formats::gguf::container::read(&out).unwrap();
     assert!(!f.tensors.is_empty());
 }
+
+#[test]
+fn minilm_embeddings_in_llama_cpp_match_the_numpy_reference() {
+    let model = common::real_models_dir().join("all-MiniLM-L6-v2");
+    let dir = tempfile::tempdir().unwrap();
+    let texts = [
+        "A man is eating food.",
+        "The quick brown fox jumps over the lazy dog.",
+        "naïve café in São Paulo",
+        "Machine learning models run on phones, in 2026, at 3.5 watts!",
+    ];
+    let texts_path = dir.path().join("texts.json");
+    std::fs::write(&texts_path, serde_json::to_string(&texts).unwrap()).unwrap();
+    let reference = dir.path().join("ref.npy");
+    common::run_llama_python(
+        "bert_reference.py",
+        &[
+            model.as_os_str(),
+            texts_path.as_os_str(),
+            reference.as_os_str(),
+        ],
+    );
+    let reference = f32_npy(&reference);
+    // Quantized BERT files crash llama.cpp 0.3.36's AMX kernels on this
+    // machine for multi-token batches (see llama_cpp_run.py); F32 and F16 run.
+    for quant in ["F32", "F16"] {
+        let gguf = dir.path().join(format!("minilm-{quant}.gguf"));
+        convert(&model, quant, &gguf, &[]);
+        let out = dir.path().join(format!("{quant}.npy"));
+        common::run_llama_python(
+            "llama_cpp_run.py",
+            &[
+                gguf.as_os_str(),
+                "embed".as_ref(),
+                "--texts".as_ref(),
+                texts_path.as_os_str(),
+                "--out".as_ref(),
+                out.as_os_str(),
+            ],
+        );
+        let ours = f32_npy(&out);
+        let dim = ours.len() / texts.len();
+        assert_eq!(dim, 384);
+        for (i, text) in texts.iter().enumerate() {
+            let (a, b) = (&ours[i * dim..][..dim], &reference[i * dim..][..dim]);
+            let dot: f64 = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                .sum();
+            let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+            let cosine = dot / norm(a) / norm(b);
+            eprintln!("{quant} {text:?}: cosine {cosine:.6}");
+            assert!(cosine >= 0.999, "{quant} {text:?}: cosine {cosine}");
+        }
+    }
+}

@@ -153,11 +153,7 @@ pub struct MixModel {
 
 impl MixModel {
     fn n_gqa(&self) -> u32 {
-        if self.n_head_kv == 0 {
-            0
-        } else {
-            self.n_head / self.n_head_kv
-        }
+        self.n_head.checked_div(self.n_head_kv).unwrap_or(0)
     }
 
     /// llama.cpp's `LLM_TYPE_70B`, the one model size the rules single out.

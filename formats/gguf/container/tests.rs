@@ -147,17 +147,12 @@ fn every_truncation_is_a_located_error() {
     }
 }
 
-fn read_data_offset(bytes: &[u8]) -> usize {
-    parse_bytes(Path::new("g"), bytes.to_vec())
-        .unwrap()
-        .data_offset as usize
-}
-
 #[test]
 fn hostile_headers_are_located_errors_never_allocations() {
     let good = good_bytes();
     let info = first_info(&good);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+    type Corrupt = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Corrupt, &str)> = vec![
         ("magic", Box::new(|b| b[0] = b'X'), "at byte 0"),
         ("version 1", Box::new(|b| b[4] = 1), "version 1"),
         (

@@ -60,7 +60,7 @@ fn q4_k_m_gives_q6_k_to_output_and_to_the_use_more_bits_layers_of_attn_v_and_ffn
     );
     // use_more_bits(i, 32): i < 4, i >= 28, or (i - 4) % 3 == 2.
     let more: Vec<u32> = (0..32)
-        .filter(|&i| i < 4 || i >= 28 || (i as i64 - 4) % 3 == 2)
+        .filter(|&i| !(4..28).contains(&i) || (i as i64 - 4) % 3 == 2)
         .collect();
     assert_eq!(more.len(), 16);
     for i in 0..32 {

@@ -5,10 +5,15 @@
 //! [`quantize_rows`] runs them in parallel and its output does not depend
 //! on the thread count.
 
+// The quantizers keep ggml's indexed loops so each can be read against
+// ggml-quants.c line by line; byte identity depends on the same operations.
 mod blocks;
 mod float;
+#[allow(clippy::needless_range_loop)]
 mod kquants;
+#[allow(clippy::needless_range_loop)]
 mod legacy;
+#[allow(clippy::needless_range_loop)]
 mod search;
 
 use rayon::prelude::*;
@@ -166,7 +171,7 @@ fn check(codec: Codec, len: usize, n_per_row: usize, dst_len: usize) -> Result<u
             "{codec:?} cannot encode rows of {n_per_row} elements"
         )));
     };
-    let rows = if n_per_row == 0 { 0 } else { len / n_per_row };
+    let rows = len.checked_div(n_per_row).unwrap_or(0);
     if (n_per_row == 0 && len != 0) || rows * n_per_row != len || rows * row_bytes != dst_len {
         return Err(Error::Input(format!(
             "{len} values in rows of {n_per_row} do not fill {dst_len} bytes of {codec:?}"
