@@ -15,6 +15,7 @@ bench:
     cargo test --test oracle_setup
     python3 bench/run.py
     python3 bench/int8.py
+    python3 bench/gguf.py
 
 # Calibration benchmarks beside onnxruntime's quantize_static: writes bench/CALIBRATION.md.
 bench-calibration:
@@ -28,6 +29,13 @@ bench-int8:
     cargo build --release
     cargo test --test oracle_setup
     python3 bench/int8.py
+
+# GGUF benchmark: edgeconv's quantizer beside llama.cpp's llama_model_quantize
+# on the same F32 GGUF; writes bench/GGUF.md (`--big` adds a 1.1B bf16 checkpoint).
+bench-gguf:
+    cargo build --release
+    cargo test --test oracle_setup
+    python3 bench/gguf.py
 
 fmt:
     cargo fmt
