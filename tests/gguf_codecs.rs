@@ -78,12 +78,16 @@ const ROWS: usize = 2560;
 const N: usize = 4096;
 
 fn compare(name: &str, codec: Codec, with_imatrix: bool, dir: &Path) {
-    let x = realistic_rows(ROWS, N, 0x5eed + name.len() as u64);
+    compare_shape(name, codec, with_imatrix, dir, ROWS, N);
+}
+
+fn compare_shape(name: &str, codec: Codec, with_imatrix: bool, dir: &Path, rows: usize, n: usize) {
+    let x = realistic_rows(rows, n, 0x5eed + name.len() as u64);
     let rows_path = dir.join(format!("{name}.npy"));
-    save(&rows_path, x.clone(), &[ROWS, N]);
+    save(&rows_path, x.clone(), &[rows, n]);
     let imatrix: Vec<f32> = {
         let mut rng = Rng(77);
-        (0..N)
+        (0..n)
             .map(|_| (rng.normal().powi(2) + 0.01) as f32)
             .collect()
     };
@@ -94,17 +98,17 @@ fn compare(name: &str, codec: Codec, with_imatrix: bool, dir: &Path) {
     ];
     if with_imatrix {
         let path = dir.join("imatrix.npy");
-        save(&path, imatrix.clone(), &[N]);
+        save(&path, imatrix.clone(), &[n]);
         args.push("--imatrix".into());
         args.push(path.display().to_string());
     }
     common::run_llama_python("ggml_quantize.py", &args);
     let theirs = std::fs::read(dir.join(format!("{name}.bin"))).unwrap();
-    let mut ours = vec![0u8; codec.row_bytes(N).unwrap() * ROWS];
+    let mut ours = vec![0u8; codec.row_bytes(n).unwrap() * rows];
     quantize_rows(
         codec,
         &x,
-        N,
+        n,
         with_imatrix.then_some(imatrix.as_slice()),
         &mut ours,
     )
@@ -157,6 +161,29 @@ fn importance_matrix_quantizers_match_ggml_byte_for_byte() {
     for (name, t) in BLOCK_TYPES {
         if Codec::Block(t).uses_importance() {
             compare(name, Codec::Block(t), true, dir.path());
+        }
+    }
+}
+
+/// The K-quant searches run two super-blocks side by side; a row with an
+/// odd count (1 or 3) pairs the last one with a copy of itself. The 32-element
+/// types get a row that is not a multiple of 256.
+#[test]
+fn short_and_odd_rows_match_ggml_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, t) in BLOCK_TYPES {
+        let n_values: &[usize] = if t.layout().elems == 256 {
+            &[256, 768]
+        } else {
+            &[96]
+        };
+        for &n in n_values {
+            for with_imatrix in [false, true] {
+                if with_imatrix && !Codec::Block(t).uses_importance() {
+                    continue;
+                }
+                compare_shape(name, Codec::Block(t), with_imatrix, dir.path(), 96, n);
+            }
         }
     }
 }

@@ -4,10 +4,8 @@
 
 use super::blocks::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, QK_K};
 use super::float::{f16_to_f32, f32_to_f16};
-use super::search::{
-    GROUP_MAX_EPS, Sweep, make_q3_quants, make_qkx_quants, make_qp_quants, make_qx_quants,
-    nearest_int,
-};
+use super::lanes::{make_q3_lanes, make_qkx_lanes, make_qx_lanes, transpose};
+use super::search::{GROUP_MAX_EPS, Sweep, make_qp_quants, make_qx_quants, nearest_int};
 
 const IMATRIX_SWEEP: Sweep = Sweep {
     rmin: -0.9,
@@ -16,6 +14,7 @@ const IMATRIX_SWEEP: Sweep = Sweep {
     use_mad: false,
 };
 
+#[inline(always)]
 fn sum_squares(x: &[f32]) -> f32 {
     let mut s = 0f32;
     for &v in x {
@@ -25,6 +24,7 @@ fn sum_squares(x: &[f32]) -> f32 {
 }
 
 /// `qs[j/4 + l] = L[j+l] | L[j+l+32]<<2 | L[j+l+64]<<4 | L[j+l+96]<<6`, per 128.
+#[inline(always)]
 fn pack_2bit(levels: &[u8; QK_K]) -> [u8; QK_K / 4] {
     let mut qs = [0u8; QK_K / 4];
     for j in (0..QK_K).step_by(128) {
@@ -38,8 +38,33 @@ fn pack_2bit(levels: &[u8; QK_K]) -> [u8; QK_K / 4] {
     qs
 }
 
+/// `untranspose` of two super-blocks' 16 groups of 32.
+#[inline(always)]
+fn untranspose_pair(lt: &[[u8; 16]; 32]) -> [[u8; QK_K]; 2] {
+    let mut out = [[0u8; QK_K]; 2];
+    for k in 0..16 {
+        for i in 0..32 {
+            out[k / 8][32 * (k % 8) + i] = lt[i][k];
+        }
+    }
+    out
+}
+
+/// Levels of `L` groups of `N` (group `k` at `lt[..][k]`) back in element order.
+#[inline(always)]
+fn untranspose<T: Copy + Default, const N: usize, const L: usize>(lt: &[[T; L]; N]) -> [T; QK_K] {
+    let mut out = [T::default(); QK_K];
+    for k in 0..L {
+        for i in 0..N {
+            out[k * N + i] = lt[i][k];
+        }
+    }
+    out
+}
+
 // ---------------------------------------------------------------- Q2_K
 
+#[inline(always)]
 pub fn quantize_q2_k(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
     for (i, (xb, ob)) in x
         .chunks_exact(QK_K)
@@ -54,6 +79,7 @@ pub fn quantize_q2_k(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
     }
 }
 
+#[inline(always)]
 fn q2_k_requantize(x: &[f32], block: &BlockQ2K, d_all: f32, m_all: f32, levels: &mut [u8; QK_K]) {
     for j in 0..QK_K / 16 {
         let d = d_all * (block.scales[j] & 0xf) as f32;
@@ -68,40 +94,32 @@ fn q2_k_requantize(x: &[f32], block: &BlockQ2K, d_all: f32, m_all: f32, levels: 
     }
 }
 
+#[inline(always)]
 fn q2_k_ref(x: &[f32]) -> BlockQ2K {
-    let mut levels = [0u8; QK_K];
-    let mut aux = [0u8; 16];
-    let mut weights = [0f32; 16];
-    let mut mins = [0f32; QK_K / 16];
-    let mut scales = [0f32; QK_K / 16];
     let sweep = Sweep {
         rmin: -0.5,
         rdelta: 0.1,
         nstep: 15,
         use_mad: true,
     };
+    let xt = transpose::<16, 16>(x);
+    let mut weights = [[0f32; 16]; 16];
+    for l in 0..16 {
+        for j in 0..16 {
+            weights[l][j] = xt[l][j].abs();
+        }
+    }
+    let mut lt = [[0u8; 16]; 16];
+    let (scales, mins) = make_qkx_lanes(&xt, &weights, 3, sweep, &mut lt);
+    let mut levels = untranspose(&lt);
     let mut max_scale = 0f32;
     let mut max_min = 0f32;
     for j in 0..QK_K / 16 {
-        let xs = &x[16 * j..16 * j + 16];
-        for l in 0..16 {
-            weights[l] = xs[l].abs();
+        if scales[j] > max_scale {
+            max_scale = scales[j];
         }
-        let (scale, min) = make_qkx_quants(
-            xs,
-            3,
-            Some(&weights),
-            &mut levels[16 * j..16 * j + 16],
-            &mut aux,
-            sweep,
-        );
-        scales[j] = scale;
-        mins[j] = min;
-        if scale > max_scale {
-            max_scale = scale;
-        }
-        if min > max_min {
-            max_min = min;
+        if mins[j] > max_min {
+            max_min = mins[j];
         }
     }
     let mut block = BlockQ2K::default();
@@ -135,34 +153,23 @@ fn q2_k_ref(x: &[f32]) -> BlockQ2K {
     block
 }
 
+#[inline(always)]
 fn q2_k_impl(x: &[f32], qw: &[f32]) -> BlockQ2K {
-    let mut levels = [0u8; QK_K];
-    let mut aux = [0u8; 16];
-    let mut mins = [0f32; QK_K / 16];
-    let mut scales = [0f32; QK_K / 16];
     let mut sw = [0f32; QK_K / 16];
-    let mut weight = [0f32; 16];
     let (mut ls, mut lm) = ([0u8; QK_K / 16], [0u8; QK_K / 16]);
     let sigma2 = sum_squares(x) / QK_K as f32;
-    for j in 0..QK_K / 16 {
-        let xs = &x[16 * j..16 * j + 16];
-        for l in 0..16 {
-            weight[l] = qw[16 * j + l] * (sigma2 + xs[l] * xs[l]).sqrt();
+    let xt = transpose::<16, 16>(x);
+    let qt = transpose::<16, 16>(qw);
+    let mut weight = [[0f32; 16]; 16];
+    for l in 0..16 {
+        for j in 0..16 {
+            weight[l][j] = qt[l][j] * (sigma2 + xt[l][j] * xt[l][j]).sqrt();
+            sw[j] += weight[l][j];
         }
-        for &w in &weight {
-            sw[j] += w;
-        }
-        let (scale, min) = make_qkx_quants(
-            xs,
-            3,
-            Some(&weight),
-            &mut levels[16 * j..16 * j + 16],
-            &mut aux,
-            IMATRIX_SWEEP,
-        );
-        scales[j] = scale;
-        mins[j] = min;
     }
+    let mut lt = [[0u8; 16]; 16];
+    let (scales, mins) = make_qkx_lanes(&xt, &weight, 3, IMATRIX_SWEEP, &mut lt);
+    let mut levels = untranspose(&lt);
     let dm = make_qp_quants(&scales, 15, &mut ls, &sw);
     let mm = make_qp_quants(&mins, 15, &mut lm, &sw);
     let mut block = BlockQ2K {
@@ -214,6 +221,7 @@ pub fn dequantize_q2_k(bytes: &[u8], y: &mut [f32]) {
 
 // ---------------------------------------------------------------- Q3_K
 
+#[inline(always)]
 pub fn quantize_q3_k(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
     for (i, (xb, ob)) in x
         .chunks_exact(QK_K)
@@ -222,13 +230,14 @@ pub fn quantize_q3_k(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
     {
         let block = match imatrix {
             None => q3_k_ref(xb),
-            Some(qw) => q3_k_impl(xb, Some(&qw[QK_K * i..QK_K * (i + 1)])),
+            Some(qw) => q3_k_impl(xb, &qw[QK_K * i..QK_K * (i + 1)]),
         };
         block.store(ob);
     }
 }
 
 /// Sets 6-bit value `l` (0..63) of sub-block `j` in Q3_K's 12 scale bytes.
+#[inline(always)]
 fn q3_k_set_scale(scales: &mut [u8; 12], j: usize, l: i32) {
     if j < 8 {
         scales[j] = (l & 0xf) as u8;
@@ -239,6 +248,7 @@ fn q3_k_set_scale(scales: &mut [u8; 12], j: usize, l: i32) {
 }
 
 /// The signed 6-bit scale of sub-block `j`.
+#[inline(always)]
 fn q3_k_scale(scales: &[u8; 12], j: usize) -> i8 {
     let low = if j < 8 {
         scales[j] & 0xf
@@ -250,6 +260,7 @@ fn q3_k_scale(scales: &[u8; 12], j: usize) -> i8 {
 }
 
 /// Re-quantizes with the stored scales and packs the 3-bit levels.
+#[inline(always)]
 fn q3_k_finish(x: &[f32], block: &mut BlockQ3K, levels: &mut [i8; QK_K]) {
     let d_all = f16_to_f32(block.d);
     for j in 0..QK_K / 16 {
@@ -283,13 +294,15 @@ fn q3_k_finish(x: &[f32], block: &mut BlockQ3K, levels: &mut [i8; QK_K]) {
     block.qs = pack_2bit(&unsigned);
 }
 
+#[inline(always)]
 fn q3_k_ref(x: &[f32]) -> BlockQ3K {
-    let mut levels = [0i8; QK_K];
-    let mut scales = [0f32; QK_K / 16];
+    let xt = transpose::<16, 16>(x);
+    let mut lt = [[0i8; 16]; 16];
+    let scales = make_q3_lanes(&xt, 4, &mut lt);
+    let mut levels = untranspose(&lt);
     let mut max_scale = 0f32;
     let mut amax = 0f32;
     for j in 0..QK_K / 16 {
-        scales[j] = make_q3_quants(&x[16 * j..16 * j + 16], 4, &mut levels[16 * j..16 * j + 16]);
         let scale = scales[j].abs();
         if scale > amax {
             amax = scale;
@@ -312,34 +325,23 @@ fn q3_k_ref(x: &[f32]) -> BlockQ3K {
     block
 }
 
-fn q3_k_impl(x: &[f32], qw: Option<&[f32]>) -> BlockQ3K {
-    let mut levels = [0i8; QK_K];
-    let mut scales = [0f32; QK_K / 16];
-    let mut weight = [0f32; 16];
+#[inline(always)]
+fn q3_k_impl(x: &[f32], qw: &[f32]) -> BlockQ3K {
     let mut sw = [0f32; QK_K / 16];
     let mut ls = [0i8; QK_K / 16];
     let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
-    for j in 0..QK_K / 16 {
-        let xs = &x[16 * j..16 * j + 16];
-        match qw {
-            Some(qw) => {
-                for l in 0..16 {
-                    weight[l] = qw[16 * j + l] * (sigma2 + xs[l] * xs[l]).sqrt();
-                }
-            }
-            None => {
-                for l in 0..16 {
-                    weight[l] = xs[l] * xs[l];
-                }
-            }
+    let xt = transpose::<16, 16>(x);
+    let qt = transpose::<16, 16>(qw);
+    let mut weight = [[0f32; 16]; 16];
+    for l in 0..16 {
+        for j in 0..16 {
+            weight[l][j] = qt[l][j] * (sigma2 + xt[l][j] * xt[l][j]).sqrt();
+            sw[j] += weight[l][j];
         }
-        let mut sumw = 0f32;
-        for &w in &weight {
-            sumw += w;
-        }
-        sw[j] = sumw;
-        scales[j] = make_qx_quants(xs, 4, &mut levels[16 * j..16 * j + 16], Some(&weight));
     }
+    let mut lt = [[0i8; 16]; 16];
+    let scales = make_qx_lanes(&xt, Some(&weight), 4, &mut lt);
+    let mut levels = untranspose(&lt);
     let mut block = BlockQ3K::default();
     let d_block = make_qx_quants(&scales, 32, &mut ls, Some(&sw));
     for j in 0..QK_K / 16 {
@@ -372,6 +374,7 @@ pub fn dequantize_q3_k(bytes: &[u8], y: &mut [f32]) {
 // ------------------------------------------------------- Q4_K and Q5_K
 
 /// Packs eight 6-bit scales and mins (`get_scale_min_k4`'s inverse).
+#[inline(always)]
 fn pack_scale_min(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; 12] {
     let mut s = [0u8; 12];
     for j in 0..8 {
@@ -389,6 +392,7 @@ fn pack_scale_min(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; 12] {
 }
 
 /// `get_scale_min_k4`.
+#[inline(always)]
 fn scale_min(s: &[u8; 12], j: usize) -> (u8, u8) {
     if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
@@ -408,113 +412,161 @@ struct ScaleMinBlock {
     levels: [u8; QK_K],
 }
 
-fn scale_min_block(x: &[f32], qw: Option<&[f32]>, nmax: i32, ref_sweep: Sweep) -> ScaleMinBlock {
+/// Two super-blocks at once (`x` and `qw` hold 512 values): their 16
+/// sub-blocks fill 16 search lanes, which vectorizes far better than 8.
+#[inline(always)]
+fn scale_min_pair(
+    x: &[f32],
+    qw: Option<&[f32]>,
+    nmax: i32,
+    ref_sweep: Sweep,
+) -> [ScaleMinBlock; 2] {
     // Q5_K's importance path caps the 6-bit scales at 63, Q4_K's does not.
     let cap_weighted = nmax == 31;
-    let mut levels = [0u8; QK_K];
-    let mut aux = [0u8; 32];
-    let mut weights = [0f32; 32];
-    let mut mins = [0f32; 8];
-    let mut scales = [0f32; 8];
-    let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
-    let (d, dmin);
-    match qw {
+    let xt = transpose::<32, 16>(x);
+    let mut weights = [[0f32; 16]; 32];
+    let mut lt = [[0u8; 16]; 32];
+    let (scales, mins) = match qw {
         None => {
-            let mut max_scale = 0f32;
-            let mut max_min = 0f32;
-            for j in 0..8 {
-                let xs = &x[32 * j..32 * j + 32];
-                let av_x = (sum_squares(xs) / 32.0).sqrt();
-                for l in 0..32 {
-                    weights[l] = av_x + xs[l].abs();
-                }
-                let (scale, min) = make_qkx_quants(
-                    xs,
-                    nmax,
-                    Some(&weights),
-                    &mut levels[32 * j..32 * j + 32],
-                    &mut aux,
-                    ref_sweep,
-                );
-                scales[j] = scale;
-                mins[j] = min;
-                if scale > max_scale {
-                    max_scale = scale;
-                }
-                if min > max_min {
-                    max_min = min;
+            let mut sum_x2 = [0f32; 16];
+            for l in 0..32 {
+                for j in 0..16 {
+                    sum_x2[j] += xt[l][j] * xt[l][j];
                 }
             }
-            let inv_scale = if max_scale > 0.0 {
-                63.0 / max_scale
-            } else {
-                0.0
-            };
-            let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
-            for j in 0..8 {
-                ls[j] = 63u8.min(nearest_int(inv_scale * scales[j]) as u8);
-                lm[j] = 63u8.min(nearest_int(inv_min * mins[j]) as u8);
+            let mut av_x = [0f32; 16];
+            for j in 0..16 {
+                av_x[j] = (sum_x2[j] / 32.0).sqrt();
             }
-            d = f32_to_f16(max_scale / 63.0);
-            dmin = f32_to_f16(max_min / 63.0);
+            for l in 0..32 {
+                for j in 0..16 {
+                    weights[l][j] = av_x[j] + xt[l][j].abs();
+                }
+            }
+            make_qkx_lanes(&xt, &weights, nmax, ref_sweep, &mut lt)
         }
         Some(qw) => {
-            let mut sw = [0f32; 8];
-            let sigma2 = 2.0 * sum_squares(x) / QK_K as f32;
-            for j in 0..8 {
-                let xs = &x[32 * j..32 * j + 32];
-                for l in 0..32 {
-                    weights[l] = qw[32 * j + l] * (sigma2 + xs[l] * xs[l]).sqrt();
+            let sigma2 = [
+                2.0 * sum_squares(&x[..QK_K]) / QK_K as f32,
+                2.0 * sum_squares(&x[QK_K..]) / QK_K as f32,
+            ];
+            let qt = transpose::<32, 16>(qw);
+            for l in 0..32 {
+                for j in 0..16 {
+                    weights[l][j] = qt[l][j] * (sigma2[j / 8] + xt[l][j] * xt[l][j]).sqrt();
                 }
-                let mut sumw = 0f32;
-                for &w in &weights {
-                    sumw += w;
-                }
-                sw[j] = sumw;
-                let (scale, min) = make_qkx_quants(
-                    xs,
-                    nmax,
-                    Some(&weights),
-                    &mut levels[32 * j..32 * j + 32],
-                    &mut aux,
-                    IMATRIX_SWEEP,
-                );
-                scales[j] = scale;
-                mins[j] = min;
             }
-            let d_block = make_qp_quants(&scales, 63, &mut ls, &sw);
-            let m_block = make_qp_quants(&mins, 63, &mut lm, &sw);
-            if cap_weighted {
+            make_qkx_lanes(&xt, &weights, nmax, IMATRIX_SWEEP, &mut lt)
+        }
+    };
+    let levels = untranspose_pair(&lt);
+    [0, 1].map(|h| {
+        let mut levels = levels[h];
+        let (scales, mins): (&[f32], &[f32]) = (&scales[8 * h..8 * h + 8], &mins[8 * h..8 * h + 8]);
+        let xh = &x[QK_K * h..QK_K * (h + 1)];
+        let (mut ls, mut lm) = ([0u8; 8], [0u8; 8]);
+        let (d, dmin);
+        match qw {
+            None => {
+                let mut max_scale = 0f32;
+                let mut max_min = 0f32;
                 for j in 0..8 {
-                    ls[j] = ls[j].min(63);
-                    lm[j] = lm[j].min(63);
+                    if scales[j] > max_scale {
+                        max_scale = scales[j];
+                    }
+                    if mins[j] > max_min {
+                        max_min = mins[j];
+                    }
                 }
+                let inv_scale = if max_scale > 0.0 {
+                    63.0 / max_scale
+                } else {
+                    0.0
+                };
+                let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+                for j in 0..8 {
+                    ls[j] = 63u8.min(nearest_int(inv_scale * scales[j]) as u8);
+                    lm[j] = 63u8.min(nearest_int(inv_min * mins[j]) as u8);
+                }
+                d = f32_to_f16(max_scale / 63.0);
+                dmin = f32_to_f16(max_min / 63.0);
             }
-            d = f32_to_f16(d_block);
-            dmin = f32_to_f16(m_block);
+            Some(_) => {
+                let mut sw = [0f32; 8];
+                for l in 0..32 {
+                    for j in 0..8 {
+                        sw[j] += weights[l][8 * h + j];
+                    }
+                }
+                let d_block = make_qp_quants(scales, 63, &mut ls, &sw);
+                let m_block = make_qp_quants(mins, 63, &mut lm, &sw);
+                if cap_weighted {
+                    for j in 0..8 {
+                        ls[j] = ls[j].min(63);
+                        lm[j] = lm[j].min(63);
+                    }
+                }
+                d = f32_to_f16(d_block);
+                dmin = f32_to_f16(m_block);
+            }
         }
-    }
-    let packed = pack_scale_min(&ls, &lm);
-    for j in 0..8 {
-        let (sc, m) = scale_min(&packed, j);
-        let dj = f16_to_f32(d) * sc as f32;
-        if dj == 0.0 {
-            continue;
+        let packed = pack_scale_min(&ls, &lm);
+        for j in 0..8 {
+            let (sc, m) = scale_min(&packed, j);
+            let dj = f16_to_f32(d) * sc as f32;
+            if dj == 0.0 {
+                continue;
+            }
+            let dm = f16_to_f32(dmin) * m as f32;
+            for ii in 0..32 {
+                let l = nearest_int((xh[32 * j + ii] + dm) / dj);
+                levels[32 * j + ii] = l.clamp(0, nmax) as u8;
+            }
         }
-        let dm = f16_to_f32(dmin) * m as f32;
-        for ii in 0..32 {
-            let l = nearest_int((x[32 * j + ii] + dm) / dj);
-            levels[32 * j + ii] = l.clamp(0, nmax) as u8;
+        ScaleMinBlock {
+            d,
+            dmin,
+            scales: packed,
+            levels,
         }
-    }
-    ScaleMinBlock {
-        d,
-        dmin,
-        scales: packed,
-        levels,
+    })
+}
+
+/// Runs `scale_min_pair` over a row's super-blocks two at a time (the last
+/// one of an odd count is paired with a copy of itself).
+#[inline(always)]
+fn scale_min_blocks(
+    x: &[f32],
+    imatrix: Option<&[f32]>,
+    nmax: i32,
+    sweep: Sweep,
+    mut emit: impl FnMut(usize, &ScaleMinBlock),
+) {
+    let nb = x.len() / QK_K;
+    let mut i = 0;
+    while i < nb {
+        let r = QK_K * i..QK_K * (i + 2);
+        let pair = if i + 1 < nb {
+            scale_min_pair(&x[r.clone()], imatrix.map(|m| &m[r]), nmax, sweep)
+        } else {
+            let mut xx = [0f32; 2 * QK_K];
+            xx[..QK_K].copy_from_slice(&x[QK_K * i..]);
+            xx[QK_K..].copy_from_slice(&x[QK_K * i..]);
+            let mut mm = [0f32; 2 * QK_K];
+            if let Some(m) = imatrix {
+                mm[..QK_K].copy_from_slice(&m[QK_K * i..]);
+                mm[QK_K..].copy_from_slice(&m[QK_K * i..]);
+            }
+            scale_min_pair(&xx, imatrix.map(|_| &mm[..]), nmax, sweep)
+        };
+        for (h, sm) in pair.iter().enumerate().take(nb - i) {
+            emit(i + h, sm);
+        }
+        i += 2;
     }
 }
 
+#[inline(always)]
 pub fn quantize_q4_k(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
     let sweep = Sweep {
         rmin: -1.0,
@@ -522,13 +574,8 @@ pub fn quantize_q4_k(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
         nstep: 20,
         use_mad: false,
     };
-    for (i, (xb, ob)) in x
-        .chunks_exact(QK_K)
-        .zip(out.chunks_exact_mut(BlockQ4K::BYTES))
-        .enumerate()
-    {
-        let qw = imatrix.map(|m| &m[QK_K * i..QK_K * (i + 1)]);
-        let sm = scale_min_block(xb, qw, 15, sweep);
+    scale_min_blocks(x, imatrix, 15, sweep, |i, sm| {
+        let ob = &mut out[BlockQ4K::BYTES * i..BlockQ4K::BYTES * (i + 1)];
         let mut block = BlockQ4K {
             d: sm.d,
             dmin: sm.dmin,
@@ -541,9 +588,10 @@ pub fn quantize_q4_k(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
             }
         }
         block.store(ob);
-    }
+    });
 }
 
+#[inline(always)]
 pub fn quantize_q5_k(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
     let sweep = Sweep {
         rmin: -0.5,
@@ -551,13 +599,8 @@ pub fn quantize_q5_k(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
         nstep: 15,
         use_mad: false,
     };
-    for (i, (xb, ob)) in x
-        .chunks_exact(QK_K)
-        .zip(out.chunks_exact_mut(BlockQ5K::BYTES))
-        .enumerate()
-    {
-        let qw = imatrix.map(|m| &m[QK_K * i..QK_K * (i + 1)]);
-        let sm = scale_min_block(xb, qw, 31, sweep);
+    scale_min_blocks(x, imatrix, 31, sweep, |i, sm| {
+        let ob = &mut out[BlockQ5K::BYTES * i..BlockQ5K::BYTES * (i + 1)];
         let mut block = BlockQ5K {
             d: sm.d,
             dmin: sm.dmin,
@@ -583,7 +626,7 @@ pub fn quantize_q5_k(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
             m2 <<= 2;
         }
         block.store(ob);
-    }
+    });
 }
 
 pub fn dequantize_q4_k(bytes: &[u8], y: &mut [f32]) {
@@ -633,6 +676,7 @@ pub fn dequantize_q5_k(bytes: &[u8], y: &mut [f32]) {
 
 // ---------------------------------------------------------------- Q6_K
 
+#[inline(always)]
 pub fn quantize_q6_k(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
     for (i, (xb, ob)) in x
         .chunks_exact(QK_K)
@@ -644,20 +688,16 @@ pub fn quantize_q6_k(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
     }
 }
 
+#[inline(always)]
 fn q6_k(x: &[f32], qw: Option<&[f32]>) -> BlockQ6K {
-    let mut levels = [0i8; QK_K];
-    let mut scales = [0f32; QK_K / 16];
+    let xt = transpose::<16, 16>(x);
+    let qt = qw.map(transpose::<16, 16>);
+    let mut lt = [[0i8; 16]; 16];
+    let scales = make_qx_lanes(&xt, qt.as_ref(), 32, &mut lt);
+    let mut levels = untranspose(&lt);
     let mut max_scale = 0f32;
     let mut max_abs_scale = 0f32;
-    for ib in 0..QK_K / 16 {
-        let w = qw.map(|q| &q[16 * ib..16 * ib + 16]);
-        let scale = make_qx_quants(
-            &x[16 * ib..16 * ib + 16],
-            32,
-            &mut levels[16 * ib..16 * ib + 16],
-            w,
-        );
-        scales[ib] = scale;
+    for &scale in &scales {
         if scale.abs() > max_abs_scale {
             max_abs_scale = scale.abs();
             max_scale = scale;

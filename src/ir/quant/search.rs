@@ -3,7 +3,7 @@
 //! therefore the bytes are the same as llama.cpp's.
 
 /// Round to nearest, ties to even, by the 1.5 * 2^23 magic add (exact for |x| <= 4194303).
-#[inline]
+#[inline(always)]
 pub fn nearest_int(x: f32) -> i32 {
     let val = x + 12582912.0f32;
     (val.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
@@ -73,64 +73,6 @@ pub fn make_qx_quants(x: &[f32], nmax: i32, levels: &mut [i8], qw: Option<&[f32]
         }
     }
     scale
-}
-
-/// `make_q3_quants` with `do_rmse`: start from the symmetric rounding, then
-/// coordinate descent on each level. Levels are `l + nmax`.
-pub fn make_q3_quants(x: &[f32], nmax: i32, levels: &mut [i8]) -> f32 {
-    let n = x.len();
-    let mut max = 0f32;
-    let mut amax = 0f32;
-    for &v in x {
-        let ax = v.abs();
-        if ax > amax {
-            amax = ax;
-            max = v;
-        }
-    }
-    if amax < GROUP_MAX_EPS {
-        levels[..n].fill(0);
-        return 0.0;
-    }
-    let iscale = -(nmax as f32) / max;
-    let mut sumlx = 0f32;
-    let mut suml2 = 0f32;
-    for i in 0..n {
-        let l = clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-        levels[i] = l as i8;
-        let w = x[i] * x[i];
-        sumlx += w * x[i] * l as f32;
-        suml2 += w * l as f32 * l as f32;
-    }
-    for _ in 0..5 {
-        let mut changed = 0;
-        for i in 0..n {
-            let w = x[i] * x[i];
-            let li = levels[i] as f32;
-            let mut slx = sumlx - w * x[i] * li;
-            if slx > 0.0 {
-                let mut sl2 = suml2 - w * li * li;
-                let new_l = clamp(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
-                if new_l != levels[i] as i32 {
-                    slx += w * x[i] * new_l as f32;
-                    sl2 += w * new_l as f32 * new_l as f32;
-                    if sl2 > 0.0 && slx * slx * suml2 > sumlx * sumlx * sl2 {
-                        levels[i] = new_l as i8;
-                        sumlx = slx;
-                        suml2 = sl2;
-                        changed += 1;
-                    }
-                }
-            }
-        }
-        if changed == 0 {
-            break;
-        }
-    }
-    for l in levels[..n].iter_mut() {
-        *l += nmax as i8;
-    }
-    if suml2 > 0.0 { sumlx / suml2 } else { 0.0 }
 }
 
 /// The asymmetric (scale, min) search parameters of `make_qkx2_quants` and
