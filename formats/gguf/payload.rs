@@ -10,7 +10,7 @@ use super::llm::RowOrder;
 use super::types::TensorType;
 use crate::ir::error::{Error, Result};
 use crate::ir::quant;
-use crate::ir::weights::Weight;
+use crate::ir::weights::{Weight, release_mapped_pages};
 
 /// Elements decoded at once (16 MiB of f32).
 const SLAB_ELEMS: usize = 1 << 22;
@@ -57,7 +57,9 @@ impl Encode<'_> {
         })?;
         let io = |e: std::io::Error| Error::Input(format!("writing tensor '{}': {e}", self.name));
         if source == self.ty && self.rows == RowOrder::Same {
-            return out.write_all(&self.weight.data).map_err(io);
+            out.write_all(&self.weight.data).map_err(io)?;
+            release_mapped_pages(&self.weight.data);
+            return Ok(());
         }
         let n = self.row_len;
         let rows = (self.weight.element_count() / n as u64) as usize;
@@ -88,8 +90,12 @@ impl Encode<'_> {
             quant::quantize_rows(self.ty.quant_type(), values, n, self.imatrix, encoded)
                 .map_err(|e| self.located(e))?;
             out.write_all(encoded).map_err(io)?;
+            if self.rows == RowOrder::Same {
+                release_mapped_pages(&data[first * src_row..(first + count) * src_row]);
+            }
             first += count;
         }
+        release_mapped_pages(data);
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::fs::File;
 use std::path::Path;
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 
@@ -206,12 +207,79 @@ pub fn map_file(path: &Path) -> Result<Bytes> {
     // mapped would fault; edgeconv reads model files it was pointed at and
     // documents that they must not change during a conversion.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    Ok(Bytes::from_owner(map))
+    let map = Arc::new(map);
+    let mut live = MAPS.lock().unwrap_or_else(|e| e.into_inner());
+    live.retain(|m| m.strong_count() > 0);
+    live.push(Arc::downgrade(&map));
+    Ok(Bytes::from_owner(SharedMap(map)))
+}
+
+/// Every live file map, so [`release_mapped_pages`] can tell a slice of a
+/// file map from any other memory.
+static MAPS: Mutex<Vec<Weak<memmap2::Mmap>>> = Mutex::new(Vec::new());
+
+struct SharedMap(Arc<memmap2::Mmap>);
+
+impl AsRef<[u8]> for SharedMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Drops the resident pages under `data` when it lies in a file map made by
+/// [`map_file`] (whole pages only); otherwise does nothing. The bytes stay
+/// readable: the next access reads them from the file again. Writers that
+/// stream a large model call it after each tensor, so the pages they have
+/// read do not add up to the model's size in resident memory.
+pub fn release_mapped_pages(data: &[u8]) {
+    let maps = MAPS.lock().unwrap_or_else(|e| e.into_inner());
+    let start = data.as_ptr() as usize;
+    let Some(map) = maps.iter().filter_map(Weak::upgrade).find(|m| {
+        let base = m.as_ptr() as usize;
+        start >= base && start + data.len() <= base + m.len()
+    }) else {
+        return;
+    };
+    let page = page_size();
+    let offset = start - map.as_ptr() as usize;
+    let first = offset.div_ceil(page) * page;
+    let end = (offset + data.len()) / page * page;
+    if end > first {
+        // SAFETY: `map` is a read-only map of a file (map_file), so
+        // MADV_DONTNEED discards no data: later reads fault the pages back
+        // in from the file.
+        let _ = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, end - first)
+        };
+    }
+}
+
+fn page_size() -> usize {
+    // A multiple of every page size in use (4, 16 and 64 KiB), so whole
+    // units of it are whole pages everywhere.
+    64 * 1024
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn released_pages_of_a_file_map_read_back_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.bin");
+        let bytes: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let map = map_file(&path).unwrap();
+        assert_eq!(&map[..], &bytes[..]);
+        release_mapped_pages(&map[1000..900_000]);
+        release_mapped_pages(&map);
+        assert_eq!(&map[..], &bytes[..]);
+        // Memory that is not a file map is left alone.
+        let heap = bytes.clone();
+        release_mapped_pages(&heap);
+        assert_eq!(heap, bytes);
+    }
 
     #[test]
     fn weight_size_is_checked() {
