@@ -447,3 +447,32 @@ fn minilm_embeddings_in_llama_cpp_match_the_numpy_reference() {
         }
     }
 }
+
+#[test]
+fn a_bf16_checkpoint_writes_f32_vectors_and_runs_in_llama_cpp() {
+    let model = common::llm_checkpoints_dir().join("llama-bf16");
+    let dir = tempfile::tempdir().unwrap();
+    let (reference, ids) = reference(&model, dir.path());
+    // BF16 keeps the checkpoint's matrices, so its norms are the test; F32
+    // checks the bf16 decoding against the reference exactly.
+    for quant in ["BF16", "Q4_K_M", "F32"] {
+        let gguf = dir.path().join(format!("{quant}.gguf"));
+        convert(&model, quant, &gguf, &[]);
+        let c = compare(&gguf, &gguf);
+        for (name, ty) in c["types"].as_object().unwrap() {
+            if name.ends_with("_norm.weight") {
+                assert_eq!(ty, "F32", "{quant}: {name}");
+            }
+        }
+        let logits = llama_logits(&gguf, &ids, &dir.path().join(format!("{quant}.npy")));
+        assert!(
+            logits.iter().all(|v| v.is_finite()),
+            "{quant}: non-finite logits"
+        );
+        if quant == "F32" {
+            let (err, _) = agreement(&logits, &reference, 32000);
+            eprintln!("bf16 checkpoint as F32: relative error {err:.2e}");
+            assert!(err < 1e-3, "F32: relative error {err}");
+        }
+    }
+}

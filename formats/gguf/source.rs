@@ -79,7 +79,14 @@ fn from_checkpoint(g: &Graph, plan: llm::LlmPlan) -> Result<SourceModel> {
     kv.extend(vocab.kv);
     let mut tensors = Vec::with_capacity(plan.tensors.len());
     for t in plan.tensors {
-        let source = source_type(g, t.value, &t.name)?;
+        // llama.cpp's converter writes vectors and norms as F32 whatever the
+        // checkpoint's dtype (its CPU kernels do not add or multiply f32 by
+        // bf16), and llama-quantize keeps them so.
+        let source = if t.ne.len() <= 1 || t.name.ends_with("_norm.weight") {
+            TensorType::F32
+        } else {
+            source_type(g, t.value, &t.name)?
+        };
         tensors.push(SourceTensor {
             name: t.name,
             ne: t.ne,

@@ -14,7 +14,7 @@ pub mod samples;
 pub mod tflite_build;
 
 use std::env;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -117,41 +117,34 @@ pub fn run_llama_python<S: AsRef<OsStr>>(script: &str, args: &[S]) -> Output {
     )
 }
 
-/// make_llm_checkpoint.py's checkpoints (llama.cpp venv): `<dir>/llama`
-/// (hidden 256, 8 layers, ff 768, 4 heads / 2 kv heads, untied) and
-/// `<dir>/qwen2` (ff 608, 1 kv head, tied embeddings, q/k/v biases), both
-/// with a 32000-token byte-level BPE vocabulary; `<dir>/llama-sharded`, the
-/// llama one in two shards.
+/// make_llm_checkpoint.py's checkpoints (llama.cpp venv), one folder per line
+/// of tests/oracles/llm_checkpoints.txt: `<dir>/llama` (hidden 256, 8 layers,
+/// ff 768, 4 heads / 2 kv heads, untied), `<dir>/qwen2` (ff 608, 1 kv head,
+/// tied embeddings, q/k/v biases), both with a 32000-token byte-level BPE
+/// vocabulary, and the llama one in two shards and in bfloat16.
 pub fn llm_checkpoints_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let requirements = oracles_dir().join("requirements-llama.txt");
         let script = oracles_dir().join("make_llm_checkpoint.py");
+        let list = oracles_dir().join("llm_checkpoints.txt");
         provision(
             "llm-checkpoints",
-            &[requirements.as_path(), script.as_path()],
+            &[requirements.as_path(), script.as_path(), list.as_path()],
             Path::new("COMPLETE"),
             |dir| {
-                let make = |name: &str, args: &[&str]| {
-                    let out = dir.join(name);
-                    let mut all: Vec<&OsStr> = vec![out.as_os_str()];
-                    all.extend(args.iter().map(OsStr::new));
-                    run_llama_python("make_llm_checkpoint.py", &all);
-                };
-                make("llama", &["--arch", "llama"]);
-                make("llama-sharded", &["--arch", "llama", "--shards", "2"]);
-                make(
-                    "qwen2",
-                    &[
-                        "--arch",
-                        "qwen2",
-                        "--tied",
-                        "--ff",
-                        "608",
-                        "--kv-heads",
-                        "1",
-                    ],
-                );
+                let text = fs::read_to_string(&list)
+                    .unwrap_or_else(|e| panic!("cannot read {}: {e}", list.display()));
+                for line in text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                {
+                    let mut words = line.split_whitespace();
+                    let name = words.next().unwrap_or_default();
+                    let mut args: Vec<OsString> = vec![dir.join(name).into_os_string()];
+                    args.extend(words.map(OsString::from));
+                    run_llama_python("make_llm_checkpoint.py", &args);
+                }
                 write(&dir.join("COMPLETE"), "");
             },
         )
