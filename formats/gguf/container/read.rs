@@ -228,26 +228,29 @@ fn parse(path: &Path, map: Bytes) -> Result<GgufFile> {
     let n_kv = c.count("metadata count", 13)?;
     let mut kv = Vec::with_capacity(n_kv);
     let mut keys = HashSet::new();
+    let mut alignment = DEFAULT_ALIGNMENT;
     for _ in 0..n_kv {
         let at = c.pos;
         let key = c.string("key length")?;
         if !keys.insert(key.clone()) {
             return Err(c.error(at, format!("key '{key}' appears twice")));
         }
+        let type_at = c.pos;
         let ty = c.meta_type("value type")?;
         let value = c.value(ty, 0)?;
+        if key == "general.alignment" {
+            alignment = match value {
+                GgufValue::U32(a) if a.is_power_of_two() => u64::from(a),
+                ref v => {
+                    return Err(c.error(
+                        type_at,
+                        format!("general.alignment {v} is not a power of two (u32)"),
+                    ));
+                }
+            };
+        }
         kv.push((key, value));
     }
-    let alignment = match kv.iter().find(|(k, _)| k == "general.alignment") {
-        None => DEFAULT_ALIGNMENT,
-        Some((_, GgufValue::U32(a))) if a.is_power_of_two() => u64::from(*a),
-        Some((_, v)) => {
-            return Err(c.error(
-                16,
-                format!("general.alignment {v} is not a power of two (u32)"),
-            ));
-        }
-    };
     let mut infos = Vec::with_capacity(n_tensors);
     let mut names = HashSet::new();
     for _ in 0..n_tensors {
