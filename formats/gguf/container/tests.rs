@@ -164,6 +164,12 @@ fn hostile_headers_are_located_errors_never_allocations() {
         ("version 1", Box::new(|b| b[4] = 1), 4, "version 1"),
         ("version 4", Box::new(|b| b[4] = 4), 4, "version 4"),
         (
+            "big-endian",
+            Box::new(|b| b[4..8].copy_from_slice(&3u32.to_be_bytes())),
+            4,
+            "big-endian",
+        ),
+        (
             "tensor count",
             Box::new(|b| put_u64(b, 8, 1 << 60)),
             8,
