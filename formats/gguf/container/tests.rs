@@ -400,3 +400,72 @@ fn deeply_nested_arrays_are_refused() {
     bytes.extend(vec![0u8; 64]);
     assert!(parse_error(bytes).contains("nested"));
 }
+
+#[test]
+fn inconsistent_specs_are_refused_before_anything_is_written() {
+    type Change = Box<dyn Fn(&mut Vec<(String, GgufValue)>, &mut Vec<TensorSpec>)>;
+    // `depth` + 1 arrays, one inside the other.
+    let nested = |depth: usize| {
+        (0..depth).fold(GgufValue::Array(MetaType::U8, vec![]), |inner, _| {
+            GgufValue::Array(MetaType::Array, vec![inner])
+        })
+    };
+    let cases: Vec<(&str, Change)> = vec![
+        (
+            "F16 takes 10 bytes, the spec says 24",
+            Box::new(|_, t| t[1].bytes = 24),
+        ),
+        ("appears twice", Box::new(|_, t| t[1].name = "a".into())),
+        (
+            "type id 16",
+            Box::new(|_, t| t[0].ty = 16), // IQ2_XXS
+        ),
+        (
+            "not a valid Q8_0",
+            Box::new(|_, t| t[0].ty = TensorType::Q8_0.id()),
+        ),
+        ("at most 63", Box::new(|_, t| t[0].name = "n".repeat(64))),
+        ("1 to 4 dims", Box::new(|_, t| t[0].ne = vec![])),
+        ("1 to 4 dims", Box::new(|_, t| t[0].ne = vec![1; 5])),
+        (
+            "not a valid F32",
+            Box::new(|_, t| t[0].ne = vec![1 << 32, 1 << 32]),
+        ),
+        (
+            "key 'u8' appears twice",
+            Box::new(|kv, _| kv.push(("u8".into(), GgufValue::U8(1)))),
+        ),
+        (
+            "an array of U8 holds a I8",
+            Box::new(|kv, _| {
+                kv.push((
+                    "mixed".into(),
+                    GgufValue::Array(MetaType::U8, vec![GgufValue::U8(1), GgufValue::I8(1)]),
+                ))
+            }),
+        ),
+        (
+            "nested more than 8",
+            Box::new(move |kv, _| kv.push(("deep".into(), nested(MAX_NESTING)))),
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.gguf");
+    let produce = |_: usize, _: &mut dyn Write| -> crate::ir::error::Result<()> {
+        panic!("a payload was asked for")
+    };
+    for (expected, change) in cases {
+        let (mut kv, mut specs) = (every_value(), tensors());
+        change(&mut kv, &mut specs);
+        match write(&path, &kv, &specs, &produce, &Silent) {
+            Err(e @ Error::Input(_)) => assert!(e.to_string().contains(expected), "{e}"),
+            other => panic!("{expected}: {other:?}"),
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+    // The deepest nesting allowed (MAX_NESTING arrays) writes and reads back.
+    let mut kv = every_value();
+    kv.push(("deep".into(), nested(MAX_NESTING - 1)));
+    write_file(dir.path(), &kv);
+    assert_eq!(read(&dir.path().join("m.gguf")).unwrap().kv, kv);
+}
