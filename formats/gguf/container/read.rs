@@ -61,6 +61,9 @@ impl GgufFile {
     }
 }
 
+/// Array elements reserved before any is read.
+const MAX_RESERVED_ITEMS: usize = 1 << 16;
+
 pub fn read(path: &Path) -> Result<GgufFile> {
     let map = map_file(path)?;
     parse(path, map)
@@ -188,7 +191,10 @@ impl Cursor<'_> {
                 // Strings and arrays take at least their 8-byte length each.
                 let min = elem.fixed_size().unwrap_or(8);
                 let n = self.count("array length", min)?;
-                let mut items = Vec::with_capacity(n);
+                // A value takes far more memory than its bytes in the file
+                // (32 for a u8): reserve for a bounded prefix only, so memory
+                // grows with the elements actually present.
+                let mut items = Vec::with_capacity(n.min(MAX_RESERVED_ITEMS));
                 for _ in 0..n {
                     items.push(self.value(elem, depth + 1)?);
                 }
@@ -217,10 +223,12 @@ fn parse(path: &Path, map: Bytes) -> Result<GgufFile> {
     }
     let version = c.u32("version")?;
     if !(2..=3).contains(&version) {
-        return Err(c.error(
-            4,
-            format!("GGUF version {version}; edgeconv reads versions 2 and 3"),
-        ));
+        let msg = if (1..=3).contains(&version.swap_bytes()) {
+            "a big-endian GGUF file; edgeconv reads little-endian ones".to_string()
+        } else {
+            format!("GGUF version {version}; edgeconv reads versions 2 and 3")
+        };
+        return Err(c.error(4, msg));
     }
     // A tensor info takes at least 8 (name length) + 4 + 8 + 4 + 8 bytes.
     let n_tensors = c.count("tensor count", 32)?;
@@ -228,26 +236,29 @@ fn parse(path: &Path, map: Bytes) -> Result<GgufFile> {
     let n_kv = c.count("metadata count", 13)?;
     let mut kv = Vec::with_capacity(n_kv);
     let mut keys = HashSet::new();
+    let mut alignment = DEFAULT_ALIGNMENT;
     for _ in 0..n_kv {
         let at = c.pos;
         let key = c.string("key length")?;
         if !keys.insert(key.clone()) {
             return Err(c.error(at, format!("key '{key}' appears twice")));
         }
+        let type_at = c.pos;
         let ty = c.meta_type("value type")?;
         let value = c.value(ty, 0)?;
+        if key == "general.alignment" {
+            alignment = match value {
+                GgufValue::U32(a) if a.is_power_of_two() => u64::from(a),
+                ref v => {
+                    return Err(c.error(
+                        type_at,
+                        format!("general.alignment {v} is not a power of two (u32)"),
+                    ));
+                }
+            };
+        }
         kv.push((key, value));
     }
-    let alignment = match kv.iter().find(|(k, _)| k == "general.alignment") {
-        None => DEFAULT_ALIGNMENT,
-        Some((_, GgufValue::U32(a))) if a.is_power_of_two() => u64::from(*a),
-        Some((_, v)) => {
-            return Err(c.error(
-                16,
-                format!("general.alignment {v} is not a power of two (u32)"),
-            ));
-        }
-    };
     let mut infos = Vec::with_capacity(n_tensors);
     let mut names = HashSet::new();
     for _ in 0..n_tensors {

@@ -2,10 +2,12 @@
 //! is known from the types and dims), then each tensor's payload in order,
 //! produced on demand so no more than one slab of a tensor is in memory.
 
+use std::collections::HashSet;
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::{DEFAULT_ALIGNMENT, GgufValue, MAGIC, MAX_DIMS, MAX_NAME_BYTES, VERSION};
+use super::{DEFAULT_ALIGNMENT, GgufValue, MAGIC, MAX_DIMS, MAX_NAME_BYTES, MAX_NESTING, VERSION};
+use crate::formats::gguf::types::TensorType;
 use crate::ir::error::{Error, Result};
 use crate::output::AtomicFile;
 use crate::progress::Progress;
@@ -41,6 +43,7 @@ pub fn write(
             )));
         }
     };
+    check(kv, tensors)?;
     let mut header = Vec::new();
     header.extend(MAGIC);
     header.extend(VERSION.to_le_bytes());
@@ -53,12 +56,6 @@ pub fn write(
     }
     let mut offset = 0u64;
     for t in tensors {
-        if t.name.len() > MAX_NAME_BYTES || t.ne.is_empty() || t.ne.len() > MAX_DIMS {
-            return Err(Error::Input(format!(
-                "tensor '{}': GGUF needs a name of at most {MAX_NAME_BYTES} bytes and 1 to {MAX_DIMS} dims (has {:?})",
-                t.name, t.ne
-            )));
-        }
         put_string(&mut header, &t.name);
         header.extend((t.ne.len() as u32).to_le_bytes());
         for d in &t.ne {
@@ -95,6 +92,69 @@ pub fn write(
     let written = sink.written;
     sink.inner.commit().map_err(io)?;
     Ok(written)
+}
+
+/// Refuses what the reader (and llama.cpp) would refuse, before anything is
+/// written: repeated keys or tensor names, arrays whose items are not all of
+/// their element type or nest too deep, names over 63 bytes, other than 1 to
+/// 4 dims, types edgeconv does not know, and payload sizes that differ from
+/// what the dims and type make.
+fn check(kv: &[(String, GgufValue)], tensors: &[TensorSpec]) -> Result<()> {
+    let mut keys = HashSet::new();
+    for (key, value) in kv {
+        if !keys.insert(key) {
+            return Err(Error::Input(format!("GGUF key '{key}' appears twice")));
+        }
+        check_value(key, value, 0)?;
+    }
+    let mut names = HashSet::new();
+    for t in tensors {
+        let bad = |why: String| Error::Input(format!("tensor '{}' {:?}: {why}", t.name, t.ne));
+        if !names.insert(&t.name) {
+            return Err(bad("appears twice".into()));
+        }
+        if t.name.len() > MAX_NAME_BYTES || t.ne.is_empty() || t.ne.len() > MAX_DIMS {
+            return Err(bad(format!(
+                "GGUF needs a name of at most {MAX_NAME_BYTES} bytes and 1 to {MAX_DIMS} dims"
+            )));
+        }
+        let ty = TensorType::from_id(t.ty)
+            .ok_or_else(|| bad(format!("type id {} is not one edgeconv writes", t.ty)))?;
+        let bytes =
+            t.ne.iter()
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+                .filter(|&n| n <= i64::MAX as u64 && t.ne[0] % ty.block_elems() as u64 == 0)
+                .and_then(|n| ty.dtype().bytes_for(n))
+                .ok_or_else(|| bad(format!("dims are not a valid {ty} tensor")))?;
+        if bytes != t.bytes {
+            return Err(bad(format!(
+                "{ty} takes {bytes} bytes, the spec says {}",
+                t.bytes
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_value(key: &str, value: &GgufValue, depth: usize) -> Result<()> {
+    let GgufValue::Array(elem, items) = value else {
+        return Ok(());
+    };
+    if depth >= MAX_NESTING {
+        return Err(Error::Input(format!(
+            "GGUF key '{key}': arrays nested more than {MAX_NESTING} deep"
+        )));
+    }
+    for item in items {
+        if item.meta_type() != *elem {
+            return Err(Error::Input(format!(
+                "GGUF key '{key}': an array of {elem:?} holds a {:?}",
+                item.meta_type()
+            )));
+        }
+        check_value(key, item, depth + 1)?;
+    }
+    Ok(())
 }
 
 struct Counting<W> {
