@@ -5,11 +5,15 @@ no timestamps).
     python3 make_llm_checkpoint.py OUT_DIR --arch llama|qwen2 [--vocab 32000]
         [--hidden 256] [--layers 8] [--ff 768] [--heads 4] [--kv-heads 2]
         [--tied] [--dtype float32|float16|bfloat16] [--shards N]
+        [--tokenizer llama3|qwen2|gpt2|starcoder|gpt-4o|tekken|spm]
 
 The tokenizer is trained offline with `tokenizers` on this Python's standard
 library sources (English prose in docstrings, code, digits) plus lines with
-accents, emoji and CJK; llama uses the Llama-3 split regex, qwen2 Qwen2's,
-both with `ignore_merges` as those tokenizers have. Weights are normal with
+accents, emoji and CJK. By default llama uses the Llama-3 split regex (with
+`ignore_merges`) and qwen2 Qwen2's, as those tokenizers have; --tokenizer picks
+another byte-level pre-tokenizer (GPT-2's ByteLevel regex, StarCoder's digits +
+ByteLevel, GPT-4o's or Tekken's split) or `spm`, a Llama-2-style BPE with byte
+fallback over "▁"-escaped text. Weights are normal with
 std 0.02 (q/k projections 0.15, norms near 1); qwen2 adds q/k/v biases.
 """
 
@@ -22,12 +26,16 @@ from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 SPLITS = {
-    "llama": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "llama3": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
     "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "gpt-4o": r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "tekken": r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
 }
+# The BPE models' ignore_merges, as the original tokenizers have it.
+IGNORE_MERGES = {"llama3": True, "tekken": True}
 EXTRA_LINES = [
     "Crème brûlée, naïve café, Ångström, São Paulo, Zürich, façade, jalapeño.",
     "Emoji: 🚀 🦙 😁 ✅ 👍🏽 🇫🇷 — and CJK: 我想在apple工作 日本語のテキスト 한국어 문장.",
@@ -51,12 +59,22 @@ def corpus():
         yield from EXTRA_LINES
 
 
-def train_tokenizer(arch, vocab_size):
-    tok = Tokenizer(models.BPE(ignore_merges=True))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(SPLITS[arch]), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
-    ])
+def train_tokenizer(kind, vocab_size):
+    if kind == "spm":
+        return train_spm(vocab_size)
+    tok = Tokenizer(models.BPE(ignore_merges=IGNORE_MERGES.get(kind, False)))
+    if kind == "gpt2":
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    elif kind == "starcoder":
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
+        ])
+    else:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(SPLITS[kind]), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=False),
+        ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(SPECIALS),
@@ -66,10 +84,35 @@ def train_tokenizer(arch, vocab_size):
     )
     tok.train_from_iterator(corpus(), trainer=trainer)
     tok.add_special_tokens(SPECIALS)
+    if kind in ("gpt2", "starcoder"):
+        tok.post_processor = processors.ByteLevel(trim_offsets=False)
+        return tok
     bos = tok.token_to_id(SPECIALS[0])
     tok.post_processor = processors.TemplateProcessing(
         single=f"{SPECIALS[0]} $A", pair=f"{SPECIALS[0]} $A {SPECIALS[0]} $B",
         special_tokens=[(SPECIALS[0], bos)],
+    )
+    return tok
+
+
+def train_spm(vocab_size):
+    """Llama-2 style: <unk> <s> </s>, the 256 byte tokens, then BPE pieces
+    over text with spaces as "▁" and a leading "▁"."""
+    specials = ["<unk>", "<s>", "</s>"]
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    tok.pre_tokenizer = None
+    tok.decoder = decoders.Sequence([
+        decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0),
+    ])
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=2, show_progress=False,
+        special_tokens=specials + [f"<0x{b:02X}>" for b in range(256)],
+        max_token_length=16,
+    )
+    tok.train_from_iterator(corpus(), trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))],
     )
     return tok
 
@@ -126,19 +169,22 @@ def main():
     ap.add_argument("--tied", action="store_true")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     ap.add_argument("--shards", type=int, default=1)
+    ap.add_argument("--tokenizer", choices=["llama3", "qwen2", "gpt2", "starcoder", "gpt-4o", "tekken", "spm"])
     args = ap.parse_args()
+    kind = args.tokenizer or ("llama3" if args.arch == "llama" else "qwen2")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    tok = train_tokenizer(args.arch, args.vocab)
+    tok = train_tokenizer(kind, args.vocab)
     if tok.get_vocab_size() != args.vocab:
         sys.exit(f"trained {tok.get_vocab_size()} tokens, wanted {args.vocab} (corpus too small)")
     tok.save(str(out / "tokenizer.json"))
-    bos, eos = tok.token_to_id(SPECIALS[0]), tok.token_to_id(SPECIALS[1])
-    (out / "tokenizer_config.json").write_text(json.dumps({
-        "bos_token": SPECIALS[0], "eos_token": SPECIALS[1], "pad_token": SPECIALS[2],
-        "add_bos_token": True, "add_eos_token": False, "chat_template": CHAT_TEMPLATE,
-    }, indent=2) + "\n")
+    names = ["<s>", "</s>", "<unk>"] if kind == "spm" else SPECIALS
+    bos, eos = tok.token_to_id(names[0]), tok.token_to_id(names[1])
+    tc = {"bos_token": names[0], "eos_token": names[1], "add_bos_token": kind != "gpt2",
+          "add_eos_token": False, "chat_template": CHAT_TEMPLATE}
+    tc["unk_token" if kind == "spm" else "pad_token"] = names[2]
+    (out / "tokenizer_config.json").write_text(json.dumps(tc, indent=2) + "\n")
     config = {
         "architectures": ["LlamaForCausalLM" if args.arch == "llama" else "Qwen2ForCausalLM"],
         "model_type": args.arch, "hidden_size": args.hidden, "intermediate_size": args.ff,
