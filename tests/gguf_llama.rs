@@ -34,10 +34,7 @@ fn convert(model: &Path, quant: &str, out: &Path, extra: &[&str]) {
 }
 
 fn f32_npy(path: &Path) -> Vec<f32> {
-    match edgeconv::calibration::npy::read_npy(path).unwrap() {
-        Tensor::F32(a) => a.iter().copied().collect(),
-        other => panic!("{}: {:?}", path.display(), other.dtype()),
-    }
+    common::quant::floats(&edgeconv::calibration::npy::read_npy(path).unwrap())
 }
 
 /// Reference logits and the token ids, from fixtures/llama_reference.py.

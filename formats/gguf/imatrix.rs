@@ -206,6 +206,47 @@ mod tests {
     }
 
     #[test]
+    fn gguf_sums_are_divided_by_each_expert_slices_count_and_unseen_slices_are_one() {
+        use crate::formats::gguf::container::{TensorSpec, write};
+        use crate::formats::gguf::types::TensorType;
+        use crate::progress::Silent;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.imatrix");
+        let sums = [2.0f32, 4.0, 6.0, 8.0, 5.0, 5.0, 5.0, 5.0];
+        let counts = [2.0f32, 0.0];
+        let payloads: [Vec<u8>; 2] = [
+            sums.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            counts.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ];
+        let spec = |name: &str, ne: Vec<u64>| TensorSpec {
+            name: name.into(),
+            bytes: 4 * ne.iter().product::<u64>(),
+            ne,
+            ty: TensorType::F32.id(),
+        };
+        let specs = [
+            spec("blk.0.ffn_down.weight.in_sum2", vec![4, 2]),
+            spec("blk.0.ffn_down.weight.counts", vec![2]),
+        ];
+        let produce = |i: usize, sink: &mut dyn std::io::Write| -> Result<()> {
+            sink.write_all(&payloads[i])
+                .map_err(|e| Error::io("sink", e))
+        };
+        write(&path, &[], &specs, &produce, &Silent).unwrap();
+        let m = Imatrix::read(&path).unwrap();
+        assert_eq!(
+            m.entries["blk.0.ffn_down.weight"],
+            [1.0, 2.0, 3.0, 4.0, 1.0, 1.0, 1.0, 1.0]
+        );
+        assert_eq!(
+            m.for_tensor("blk.0.ffn_down.weight", 4, 2)
+                .unwrap()
+                .map(<[f32]>::len),
+            Some(8)
+        );
+    }
+
+    #[test]
     fn hostile_legacy_counts_are_located_errors() {
         let good = legacy_file(&[("a", 1, &[1.0, 2.0])]);
         for cut in 0..good.len() {

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::kv::KvList;
 use super::mix::MixModel;
+use super::types::gguf_dims;
 use crate::ir::ValueId;
 use crate::ir::error::{Error, Result};
 use crate::ir::graph::Graph;
@@ -137,7 +138,7 @@ pub fn plan(g: &Graph) -> Result<Option<LlmPlan>> {
         tensors.push(PlannedTensor {
             name,
             value,
-            ne: weight.shape.iter().rev().map(|&d| d as u64).collect(),
+            ne: gguf_dims(&weight.shape),
             rows,
         });
     }

@@ -30,21 +30,6 @@ pub struct Encode<'a> {
 }
 
 impl Encode<'_> {
-    /// Bytes this tensor takes in the file.
-    pub fn bytes(&self) -> Result<u64> {
-        let n = self.weight.element_count();
-        let rows = n / self.row_len.max(1) as u64;
-        self.ty
-            .row_bytes(self.row_len as u64)
-            .and_then(|b| b.checked_mul(rows))
-            .ok_or_else(|| {
-                Error::Input(format!(
-                    "tensor '{}': rows of {} elements do not fit {} blocks",
-                    self.name, self.row_len, self.ty
-                ))
-            })
-    }
-
     /// Writes the encoded tensor to `out`.
     pub fn write(&self, out: &mut dyn Write) -> Result<()> {
         let source = TensorType::from_dtype(self.weight.dtype).ok_or_else(|| {

@@ -8,12 +8,9 @@ use super::kv::KvList;
 use super::llm::{self, RowOrder};
 use super::mix::MixModel;
 use super::tokenizer;
-use super::types::TensorType;
+use super::types::{TensorType, gguf_dims};
 use crate::ir::error::{Error, Result};
 use crate::ir::{Graph, ValueId};
-
-/// Longest tensor name llama.cpp accepts (`GGML_MAX_NAME` - 1).
-pub const MAX_NAME_BYTES: usize = 63;
 
 /// One tensor to write, before its type is chosen.
 #[derive(Clone, Debug, PartialEq)]
@@ -148,7 +145,7 @@ fn from_gguf(g: &Graph) -> Result<SourceModel> {
         };
         tensors.push(SourceTensor {
             name: weight.name.clone(),
-            ne: weight.shape.iter().rev().map(|&d| d as u64).collect(),
+            ne: gguf_dims(&weight.shape),
             value,
             rows: RowOrder::Same,
             source: source_type(g, value, &weight.name)?,
@@ -192,19 +189,9 @@ fn tensor_file(g: &Graph) -> Result<SourceModel> {
             skipped.push(format!("{} ({})", weight.name, weight.dtype));
             continue;
         };
-        if weight.name.len() > MAX_NAME_BYTES {
-            return Err(Error::Input(format!(
-                "tensor '{}' has a name longer than the {MAX_NAME_BYTES} bytes GGUF readers accept",
-                weight.name
-            )));
-        }
-        let mut ne: Vec<u64> = weight.shape.iter().rev().map(|&d| d as u64).collect();
-        if ne.is_empty() {
-            ne.push(1);
-        }
         tensors.push(SourceTensor {
             name: weight.name.clone(),
-            ne,
+            ne: gguf_dims(&weight.shape),
             value,
             rows: RowOrder::Same,
             source,

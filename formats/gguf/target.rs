@@ -113,11 +113,18 @@ impl Target for GgufTarget {
             .iter()
             .zip(&order)
             .map(|(e, &i)| {
+                let ne = model.tensors[i].ne.clone();
+                let bytes = e.ty.tensor_bytes(&ne).ok_or_else(|| {
+                    Error::Input(format!(
+                        "tensor '{}': rows of {} elements do not fit {} blocks",
+                        e.name, e.row_len, e.ty
+                    ))
+                })?;
                 Ok(container::TensorSpec {
                     name: e.name.to_string(),
-                    ne: model.tensors[i].ne.clone(),
+                    ne,
                     ty: e.ty.id(),
-                    bytes: e.bytes()?,
+                    bytes,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

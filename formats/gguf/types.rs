@@ -6,6 +6,15 @@ use std::fmt;
 use crate::ir::dtype::{DType, GgmlType};
 use crate::ir::quant::Codec;
 
+/// GGUF dims (fastest first, at least one) of a row-major IR shape.
+pub fn gguf_dims(shape: &[usize]) -> Vec<u64> {
+    let mut ne: Vec<u64> = shape.iter().rev().map(|&d| d as u64).collect();
+    if ne.is_empty() {
+        ne.push(1);
+    }
+    ne
+}
+
 /// A GGUF tensor type edgeconv can read and write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TensorType {
@@ -108,6 +117,19 @@ impl TensorType {
     /// Elements per block (1 for the float types).
     pub fn block_elems(self) -> usize {
         self.block().map_or(1, |b| b.layout().elems)
+    }
+
+    /// Bytes of a tensor of dims `ne` (fastest first); `None` when the element
+    /// count overflows (or passes ggml's i64), or the block does not divide a row.
+    pub fn tensor_bytes(self, ne: &[u64]) -> Option<u64> {
+        let elements = ne
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .filter(|&n| n <= i64::MAX as u64)?;
+        let row = ne.first().copied().unwrap_or(1);
+        (row % self.block_elems() as u64 == 0)
+            .then(|| self.dtype().bytes_for(elements))
+            .flatten()
     }
 
     /// Bytes of a row of `n` elements, `None` when the block does not divide `n`.

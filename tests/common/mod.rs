@@ -49,29 +49,7 @@ pub fn cache_dir() -> PathBuf {
 pub fn oracle_python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON
-        .get_or_init(|| {
-            let requirements = oracles_dir().join("requirements.txt");
-            let venv = provision(
-                "venv",
-                &[requirements.as_path()],
-                Path::new(".edgeconv-ready"),
-                |venv| {
-                    // A venv without its stamp is a crashed attempt: start over.
-                    if venv.exists() {
-                        fs::remove_dir_all(venv)
-                            .unwrap_or_else(|e| panic!("cannot remove {}: {e}", venv.display()));
-                    }
-                    run_checked(Command::new("python3").args(["-m", "venv"]).arg(venv));
-                    run_checked(
-                        Command::new(venv_python(venv))
-                            .args(["-m", "pip", "install", "--disable-pip-version-check", "-r"])
-                            .arg(&requirements),
-                    );
-                    write(&venv.join(".edgeconv-ready"), "");
-                },
-            );
-            venv_python(&venv)
-        })
+        .get_or_init(|| venv("venv", "requirements.txt", &[]))
         .clone()
 }
 
@@ -81,40 +59,47 @@ pub fn llama_python() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
-            let requirements = oracles_dir().join("requirements-llama.txt");
-            let venv = provision(
+            venv(
                 "llama-venv",
-                &[requirements.as_path()],
-                Path::new(".edgeconv-ready"),
-                |venv| {
-                    if venv.exists() {
-                        fs::remove_dir_all(venv)
-                            .unwrap_or_else(|e| panic!("cannot remove {}: {e}", venv.display()));
-                    }
-                    run_checked(Command::new("python3").args(["-m", "venv"]).arg(venv));
-                    run_checked(
-                        Command::new(venv_python(venv))
-                            .args(["-m", "pip", "install", "--disable-pip-version-check"])
-                            .args(["--no-binary", "llama-cpp-python", "-r"])
-                            .arg(&requirements)
-                            .env("CMAKE_BUILD_PARALLEL_LEVEL", build_parallelism()),
-                    );
-                    write(&venv.join(".edgeconv-ready"), "");
-                },
-            );
-            venv_python(&venv)
+                "requirements-llama.txt",
+                &["--no-binary", "llama-cpp-python"],
+            )
         })
         .clone()
 }
 
+/// The python of venv `cache_dir()/<name>-<key>` holding the pins of
+/// `tests/oracles/<requirements>`, installed with `pip_args`.
+fn venv(name: &str, requirements: &str, pip_args: &[&str]) -> PathBuf {
+    let requirements = oracles_dir().join(requirements);
+    let venv = provision(
+        name,
+        &[requirements.as_path()],
+        Path::new(".edgeconv-ready"),
+        |venv| {
+            // A venv without its stamp is a crashed attempt: start over.
+            if venv.exists() {
+                fs::remove_dir_all(venv)
+                    .unwrap_or_else(|e| panic!("cannot remove {}: {e}", venv.display()));
+            }
+            run_checked(Command::new("python3").args(["-m", "venv"]).arg(venv));
+            run_checked(
+                Command::new(venv_python(venv))
+                    .args(["-m", "pip", "install", "--disable-pip-version-check"])
+                    .args(pip_args)
+                    .arg("-r")
+                    .arg(&requirements)
+                    .env("CMAKE_BUILD_PARALLEL_LEVEL", build_parallelism()),
+            );
+            write(&venv.join(".edgeconv-ready"), "");
+        },
+    );
+    venv_python(&venv)
+}
+
 /// Runs `tests/oracles/<script> args…` with the llama.cpp oracle python.
 pub fn run_llama_python<S: AsRef<OsStr>>(script: &str, args: &[S]) -> Output {
-    run_checked(
-        Command::new(llama_python())
-            .arg(oracles_dir().join(script))
-            .args(args)
-            .env("PYTHONDONTWRITEBYTECODE", "1"),
-    )
+    run_script(&llama_python(), &oracles_dir().join(script), args)
 }
 
 /// make_llm_checkpoint.py's checkpoints (llama.cpp venv), one folder per line
@@ -274,8 +259,12 @@ pub fn run_python<S: AsRef<OsStr>>(script: &str, args: &[S]) -> Output {
 
 /// Like [`run_python`] for a script anywhere, e.g. `fixtures/llama_reference.py`.
 pub fn run_python_file<S: AsRef<OsStr>>(script: &Path, args: &[S]) -> Output {
+    run_script(&oracle_python(), script, args)
+}
+
+fn run_script<S: AsRef<OsStr>>(python: &Path, script: &Path, args: &[S]) -> Output {
     run_checked(
-        Command::new(oracle_python())
+        Command::new(python)
             .arg(script)
             .args(args)
             .env("PYTHONDONTWRITEBYTECODE", "1"),

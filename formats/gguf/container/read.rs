@@ -295,16 +295,7 @@ fn parse(path: &Path, map: Bytes) -> Result<GgufFile> {
         })?;
         let offset_at = c.pos;
         let offset = c.u64("tensor offset")?;
-        let elements = ne
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-            .filter(|&n| n <= i64::MAX as u64);
-        let bytes = elements.and_then(|n| {
-            (ne[0] % ty.block_elems() as u64 == 0)
-                .then(|| ty.dtype().bytes_for(n))
-                .flatten()
-        });
-        let Some(bytes) = bytes else {
+        let Some(bytes) = ty.tensor_bytes(&ne) else {
             return Err(c.error(
                 dims_at,
                 format!("tensor '{name}': dims {ne:?} are not a valid {ty} tensor"),

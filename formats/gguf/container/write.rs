@@ -120,12 +120,9 @@ fn check(kv: &[(String, GgufValue)], tensors: &[TensorSpec]) -> Result<()> {
         }
         let ty = TensorType::from_id(t.ty)
             .ok_or_else(|| bad(format!("type id {} is not one edgeconv writes", t.ty)))?;
-        let bytes =
-            t.ne.iter()
-                .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-                .filter(|&n| n <= i64::MAX as u64 && t.ne[0] % ty.block_elems() as u64 == 0)
-                .and_then(|n| ty.dtype().bytes_for(n))
-                .ok_or_else(|| bad(format!("dims are not a valid {ty} tensor")))?;
+        let bytes = ty
+            .tensor_bytes(&t.ne)
+            .ok_or_else(|| bad(format!("dims are not a valid {ty} tensor")))?;
         if bytes != t.bytes {
             return Err(bad(format!(
                 "{ty} takes {bytes} bytes, the spec says {}",

@@ -6,6 +6,22 @@ use crate::ir::dtype::GgmlType;
 pub const QK: usize = 32;
 pub const QK_K: usize = 256;
 
+/// The blocks of a row: each block's values, its slice of the importance
+/// matrix (when there is one) and its bytes in `out`.
+#[inline(always)]
+pub fn blocks<'a>(
+    x: &'a [f32],
+    out: &'a mut [u8],
+    elems: usize,
+    bytes: usize,
+    imatrix: Option<&'a [f32]>,
+) -> impl Iterator<Item = (&'a [f32], Option<&'a [f32]>, &'a mut [u8])> {
+    x.chunks_exact(elems)
+        .zip(out.chunks_exact_mut(bytes))
+        .enumerate()
+        .map(move |(i, (xb, ob))| (xb, imatrix.map(|m| &m[elems * i..elems * (i + 1)]), ob))
+}
+
 macro_rules! block {
     ($(#[$doc:meta])* $name:ident, $ty:expr, { $($field:ident : $fty:ty),* $(,)? }) => {
         $(#[$doc])*

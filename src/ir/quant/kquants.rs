@@ -2,7 +2,7 @@
 //! `quantize_row_*_ref`, the `_impl` variants used with an importance
 //! matrix, and `dequantize_row_*`). Each function handles one row.
 
-use super::blocks::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, QK_K};
+use super::blocks::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, QK_K, blocks};
 use super::float::{f16_to_f32, f32_to_f16};
 use super::lanes::{make_q3_lanes, make_qkx_lanes, make_qx_lanes, transpose};
 use super::search::{GROUP_MAX_EPS, Sweep, make_qp_quants, make_qx_quants, nearest_int};
@@ -66,14 +66,10 @@ fn untranspose<T: Copy + Default, const N: usize, const L: usize>(lt: &[[T; L]; 
 
 #[inline(always)]
 pub fn quantize_q2_k(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
-    for (i, (xb, ob)) in x
-        .chunks_exact(QK_K)
-        .zip(out.chunks_exact_mut(BlockQ2K::BYTES))
-        .enumerate()
-    {
-        let block = match imatrix {
+    for (xb, qw, ob) in blocks(x, out, QK_K, BlockQ2K::BYTES, imatrix) {
+        let block = match qw {
             None => q2_k_ref(xb),
-            Some(qw) => q2_k_impl(xb, &qw[QK_K * i..QK_K * (i + 1)]),
+            Some(qw) => q2_k_impl(xb, qw),
         };
         block.store(ob);
     }
@@ -223,14 +219,10 @@ pub fn dequantize_q2_k(bytes: &[u8], y: &mut [f32]) {
 
 #[inline(always)]
 pub fn quantize_q3_k(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
-    for (i, (xb, ob)) in x
-        .chunks_exact(QK_K)
-        .zip(out.chunks_exact_mut(BlockQ3K::BYTES))
-        .enumerate()
-    {
-        let block = match imatrix {
+    for (xb, qw, ob) in blocks(x, out, QK_K, BlockQ3K::BYTES, imatrix) {
+        let block = match qw {
             None => q3_k_ref(xb),
-            Some(qw) => q3_k_impl(xb, &qw[QK_K * i..QK_K * (i + 1)]),
+            Some(qw) => q3_k_impl(xb, qw),
         };
         block.store(ob);
     }
@@ -635,18 +627,7 @@ pub fn dequantize_q4_k(bytes: &[u8], y: &mut [f32]) {
         .zip(y.chunks_exact_mut(QK_K))
     {
         let block = BlockQ4K::load(b);
-        let (d, min) = (f16_to_f32(block.d), f16_to_f32(block.dmin));
-        for c in 0..4 {
-            let (sc1, m1) = scale_min(&block.scales, 2 * c);
-            let (sc2, m2) = scale_min(&block.scales, 2 * c + 1);
-            let (d1, d2) = (d * sc1 as f32, d * sc2 as f32);
-            let (mm1, mm2) = (min * m1 as f32, min * m2 as f32);
-            for l in 0..32 {
-                let q = block.qs[32 * c + l];
-                yb[64 * c + l] = d1 * (q & 0xf) as f32 - mm1;
-                yb[64 * c + 32 + l] = d2 * (q >> 4) as f32 - mm2;
-            }
-        }
+        dequantize_scale_min(block.d, block.dmin, &block.scales, &block.qs, None, yb);
     }
 }
 
@@ -656,20 +637,36 @@ pub fn dequantize_q5_k(bytes: &[u8], y: &mut [f32]) {
         .zip(y.chunks_exact_mut(QK_K))
     {
         let block = BlockQ5K::load(b);
-        let (d, min) = (f16_to_f32(block.d), f16_to_f32(block.dmin));
-        for c in 0..4 {
-            let (sc1, m1) = scale_min(&block.scales, 2 * c);
-            let (sc2, m2) = scale_min(&block.scales, 2 * c + 1);
-            let (d1, d2) = (d * sc1 as f32, d * sc2 as f32);
-            let (mm1, mm2) = (min * m1 as f32, min * m2 as f32);
-            let (u1, u2) = (1u8 << (2 * c), 2u8 << (2 * c));
-            for l in 0..32 {
-                let q = block.qs[32 * c + l];
-                let h1 = if block.qh[l] & u1 != 0 { 16 } else { 0 };
-                let h2 = if block.qh[l] & u2 != 0 { 16 } else { 0 };
-                yb[64 * c + l] = d1 * ((q & 0xf) + h1) as f32 - mm1;
-                yb[64 * c + 32 + l] = d2 * ((q >> 4) + h2) as f32 - mm2;
-            }
+        let qh = Some(&block.qh);
+        dequantize_scale_min(block.d, block.dmin, &block.scales, &block.qs, qh, yb);
+    }
+}
+
+/// Q4_K and Q5_K values: `d·sc_j·q − dmin·m_j`, `q` the nibble in `qs` plus,
+/// for Q5_K, 16 where its bit in `qh` is set.
+fn dequantize_scale_min(
+    d: u16,
+    dmin: u16,
+    scales: &[u8; 12],
+    qs: &[u8; QK_K / 2],
+    qh: Option<&[u8; QK_K / 8]>,
+    yb: &mut [f32],
+) {
+    let (d, min) = (f16_to_f32(d), f16_to_f32(dmin));
+    let high = |l: usize, bit: u8| match qh {
+        Some(qh) if qh[l] & bit != 0 => 16,
+        _ => 0,
+    };
+    for c in 0..4 {
+        let (sc1, m1) = scale_min(scales, 2 * c);
+        let (sc2, m2) = scale_min(scales, 2 * c + 1);
+        let (d1, d2) = (d * sc1 as f32, d * sc2 as f32);
+        let (mm1, mm2) = (min * m1 as f32, min * m2 as f32);
+        let (u1, u2) = (1u8 << (2 * c), 2u8 << (2 * c));
+        for l in 0..32 {
+            let q = qs[32 * c + l];
+            yb[64 * c + l] = d1 * ((q & 0xf) + high(l, u1)) as f32 - mm1;
+            yb[64 * c + 32 + l] = d2 * ((q >> 4) + high(l, u2)) as f32 - mm2;
         }
     }
 }
@@ -678,12 +675,7 @@ pub fn dequantize_q5_k(bytes: &[u8], y: &mut [f32]) {
 
 #[inline(always)]
 pub fn quantize_q6_k(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
-    for (i, (xb, ob)) in x
-        .chunks_exact(QK_K)
-        .zip(out.chunks_exact_mut(BlockQ6K::BYTES))
-        .enumerate()
-    {
-        let qw = imatrix.map(|m| &m[QK_K * i..QK_K * (i + 1)]);
+    for (xb, qw, ob) in blocks(x, out, QK_K, BlockQ6K::BYTES, imatrix) {
         q6_k(xb, qw).store(ob);
     }
 }

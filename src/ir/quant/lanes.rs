@@ -5,12 +5,23 @@
 //! which lets the compiler put the lanes in SIMD registers. Branches of the
 //! scalar code become per-lane selects.
 
-use super::search::{GROUP_MAX_EPS, Sweep};
+use super::search::{GROUP_MAX_EPS, Sweep, nearest_int};
 
+/// Per lane, the value of largest magnitude (the first on ties) and that magnitude.
 #[inline(always)]
-fn nearest_int(x: f32) -> i32 {
-    let val = x + 12582912.0f32;
-    (val.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
+fn signed_absmax<const N: usize, const L: usize>(x: &[[f32; L]; N]) -> ([f32; L], [f32; L]) {
+    let mut max = [0f32; L];
+    let mut amax = [0f32; L];
+    for row in x {
+        for k in 0..L {
+            let ax = row[k].abs();
+            if ax > amax[k] {
+                amax[k] = ax;
+                max[k] = row[k];
+            }
+        }
+    }
+    (max, amax)
 }
 
 /// `make_qkx2_quants` / `make_qkx3_quants` with weights, per lane. Levels
@@ -158,17 +169,7 @@ pub fn make_qx_lanes<const N: usize, const L: usize>(
     nmax: i32,
     levels: &mut [[i8; L]; N],
 ) -> [f32; L] {
-    let mut max = [0f32; L];
-    let mut amax = [0f32; L];
-    for i in 0..N {
-        for k in 0..L {
-            let ax = x[i][k].abs();
-            if ax > amax[k] {
-                amax[k] = ax;
-                max[k] = x[i][k];
-            }
-        }
-    }
+    let (max, amax) = signed_absmax(x);
     let mut w = [[0f32; L]; N];
     for i in 0..N {
         for k in 0..L {
@@ -251,17 +252,7 @@ pub fn make_q3_lanes<const N: usize, const L: usize>(
     nmax: i32,
     levels: &mut [[i8; L]; N],
 ) -> [f32; L] {
-    let mut max = [0f32; L];
-    let mut amax = [0f32; L];
-    for i in 0..N {
-        for k in 0..L {
-            let ax = x[i][k].abs();
-            if ax > amax[k] {
-                amax[k] = ax;
-                max[k] = x[i][k];
-            }
-        }
-    }
+    let (max, amax) = signed_absmax(x);
     let nmax_f = nmax as f32;
     let mut iscale = [0f32; L];
     for k in 0..L {

@@ -2,7 +2,7 @@
 //! (ggml-quants.c `quantize_row_*_ref`, `quantize_row_*_impl` with an
 //! importance matrix, `dequantize_row_*`). Each function handles one row.
 
-use super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, QK};
+use super::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, QK, blocks};
 use super::float::{f16_to_f32, f32_to_f16};
 use super::search::{Sweep, make_qkx_quants, make_qx_quants};
 
@@ -71,14 +71,10 @@ fn pack_qh(levels: &[u8; QK]) -> ([u8; QK / 2], [u8; 4]) {
 
 pub fn quantize_q4_0(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
     let sigma2 = imatrix.map(|_| row_sigma2(x));
-    for (ib, (xb, ob)) in x
-        .chunks_exact(QK)
-        .zip(out.chunks_exact_mut(BlockQ4_0::BYTES))
-        .enumerate()
-    {
+    for (xb, qw, ob) in blocks(x, out, QK, BlockQ4_0::BYTES, imatrix) {
         let mut block = BlockQ4_0::default();
-        if let (Some(qw), Some(sigma2)) = (imatrix, sigma2) {
-            let w = importance(&qw[QK * ib..QK * (ib + 1)], xb, sigma2);
+        if let (Some(qw), Some(sigma2)) = (qw, sigma2) {
+            let w = importance(qw, xb, sigma2);
             let mut levels = [0i8; QK];
             let d = make_qx_quants(xb, 8, &mut levels, Some(&w));
             block.d = f32_to_f16(d);
@@ -104,16 +100,12 @@ pub fn quantize_q4_0(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
 
 pub fn quantize_q4_1(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
     let sigma2 = imatrix.map(|_| row_sigma2(x));
-    for (ib, (xb, ob)) in x
-        .chunks_exact(QK)
-        .zip(out.chunks_exact_mut(BlockQ4_1::BYTES))
-        .enumerate()
-    {
+    for (xb, qw, ob) in blocks(x, out, QK, BlockQ4_1::BYTES, imatrix) {
         let mut block = BlockQ4_1::default();
-        if let (Some(qw), Some(sigma2)) = (imatrix, sigma2) {
-            let w = importance(&qw[QK * ib..QK * (ib + 1)], xb, sigma2);
+        if let (Some(qw), Some(sigma2)) = (qw, sigma2) {
+            let w = importance(qw, xb, sigma2);
             let (mut levels, mut aux) = ([0u8; QK], [0u8; QK]);
-            let (d, min) = make_qkx_quants(xb, 15, Some(&w), &mut levels, &mut aux, IMATRIX_SWEEP);
+            let (d, min) = make_qkx_quants(xb, 15, &w, &mut levels, &mut aux, IMATRIX_SWEEP);
             block.d = f32_to_f16(d);
             block.m = f32_to_f16(-min);
             for j in 0..QK / 2 {
@@ -139,15 +131,11 @@ pub fn quantize_q4_1(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
 
 pub fn quantize_q5_0(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
     let sigma2 = imatrix.map(|_| row_sigma2(x));
-    for (ib, (xb, ob)) in x
-        .chunks_exact(QK)
-        .zip(out.chunks_exact_mut(BlockQ5_0::BYTES))
-        .enumerate()
-    {
+    for (xb, qw, ob) in blocks(x, out, QK, BlockQ5_0::BYTES, imatrix) {
         let mut block = BlockQ5_0::default();
         let mut levels = [0u8; QK];
-        if let (Some(qw), Some(sigma2)) = (imatrix, sigma2) {
-            let w = importance(&qw[QK * ib..QK * (ib + 1)], xb, sigma2);
+        if let (Some(qw), Some(sigma2)) = (qw, sigma2) {
+            let w = importance(qw, xb, sigma2);
             let mut signed = [0i8; QK];
             let d = make_qx_quants(xb, 16, &mut signed, Some(&w));
             block.d = f32_to_f16(d);
@@ -170,17 +158,13 @@ pub fn quantize_q5_0(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
 
 pub fn quantize_q5_1(x: &[f32], out: &mut [u8], imatrix: Option<&[f32]>) {
     let sigma2 = imatrix.map(|_| row_sigma2(x));
-    for (ib, (xb, ob)) in x
-        .chunks_exact(QK)
-        .zip(out.chunks_exact_mut(BlockQ5_1::BYTES))
-        .enumerate()
-    {
+    for (xb, qw, ob) in blocks(x, out, QK, BlockQ5_1::BYTES, imatrix) {
         let mut block = BlockQ5_1::default();
         let mut levels = [0u8; QK];
-        if let (Some(qw), Some(sigma2)) = (imatrix, sigma2) {
-            let w = importance(&qw[QK * ib..QK * (ib + 1)], xb, sigma2);
+        if let (Some(qw), Some(sigma2)) = (qw, sigma2) {
+            let w = importance(qw, xb, sigma2);
             let mut aux = [0u8; QK];
-            let (d, min) = make_qkx_quants(xb, 31, Some(&w), &mut levels, &mut aux, IMATRIX_SWEEP);
+            let (d, min) = make_qkx_quants(xb, 31, &w, &mut levels, &mut aux, IMATRIX_SWEEP);
             block.d = f32_to_f16(d);
             block.m = f32_to_f16(-min);
         } else {

@@ -85,22 +85,19 @@ pub struct Sweep {
     pub use_mad: bool,
 }
 
-/// `make_qkx2_quants` (`weights` given) and `make_qkx3_quants` (`weights`
-/// `None` means `x^2`; the two differ only there and in `max <= min`):
-/// levels in `0..=nmax`; returns `(scale, -min)`.
+/// `make_qkx2_quants` and `make_qkx3_quants` with weights (the two differ
+/// only without weights, which no caller has, and in a `max == min` test
+/// that `max <= min` covers): levels in `0..=nmax`; returns `(scale, -min)`.
 pub fn make_qkx_quants(
     x: &[f32],
     nmax: i32,
-    weights: Option<&[f32]>,
+    weights: &[f32],
     levels: &mut [u8],
     aux: &mut [u8],
     sweep: Sweep,
 ) -> (f32, f32) {
     let n = x.len();
-    let weight = |i: usize| match weights {
-        Some(w) => w[i],
-        None => x[i] * x[i],
-    };
+    let weight = |i: usize| weights[i];
     let mut min = x[0];
     let mut max = x[0];
     let mut sum_w = weight(0);

@@ -124,3 +124,27 @@ fn the_result_does_not_depend_on_the_thread_count() {
         .unwrap();
     assert_eq!(serial, parallel);
 }
+
+#[test]
+fn the_avx2_build_writes_the_bytes_of_the_portable_build() {
+    // On a CPU without AVX2 both calls run the portable code and agree trivially;
+    // on one with AVX2 (where tests/gguf_codecs.rs compares with ggml) this is
+    // what keeps a machine without it byte-identical too.
+    let n = 768;
+    let mut x = sample(n * 4, 21);
+    x[5] *= 400.0;
+    x[n..n + 300].fill(0.0);
+    let imatrix: Vec<f32> = sample(n, 23).iter().map(|v| v.abs() + 0.05).collect();
+    for t in ALL {
+        let codec = Codec::Block(t);
+        for m in [None, Some(imatrix.as_slice())] {
+            let bytes = codec.row_bytes(n).unwrap();
+            for row in x.chunks_exact(n) {
+                let (mut dispatched, mut portable) = (vec![0u8; bytes], vec![0u8; bytes]);
+                encode_row(codec, row, &mut dispatched, m);
+                encode_row_portable(codec, row, &mut portable, m);
+                assert_eq!(dispatched, portable, "{t:?} imatrix {}", m.is_some());
+            }
+        }
+    }
+}
