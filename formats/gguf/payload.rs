@@ -46,6 +46,9 @@ impl Encode<'_> {
             release_mapped_pages(&self.weight.data);
             return Ok(());
         }
+        if self.weight.element_count() == 0 {
+            return Ok(());
+        }
         let n = self.row_len;
         let rows = (self.weight.element_count() / n as u64) as usize;
         let src_row = source
@@ -93,5 +96,29 @@ impl Encode<'_> {
 
     fn located(&self, e: Error) -> Error {
         Error::Input(format!("tensor '{}': {e}", self.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::DType;
+
+    #[test]
+    fn an_empty_tensor_writes_nothing_instead_of_dividing_by_zero() {
+        let weight = Weight::new("e", DType::F32, vec![4, 0], bytes::Bytes::new()).unwrap();
+        for ty in [TensorType::F32, TensorType::F16, TensorType::Q8_0] {
+            let encode = Encode {
+                weight: &weight,
+                name: "e",
+                row_len: 0,
+                rows: RowOrder::Same,
+                ty,
+                imatrix: None,
+            };
+            let mut out = Vec::new();
+            encode.write(&mut out).unwrap();
+            assert!(out.is_empty(), "{ty}");
+        }
     }
 }
