@@ -12,8 +12,8 @@ writes its F32 GGUF, then for Q8_0, Q6_K, Q4_K_M and Q2_K each tool
 quantizes that file N times (interleaved), each run its own process under
 GNU time: median wall seconds and peak RSS, min and max. "identical" compares
 every tensor's type and bytes with gguf-py. --big also converts a generated
-1.1B-parameter bf16 checkpoint (TinyLlama-1.1B shape) to Q4_K_M and reports
-edgeconv's peak RSS. Any failing step stops the script with a non-zero exit.
+1.1B-parameter bf16 checkpoint (TinyLlama-1.1B shape) to Q4_K_M, reports
+edgeconv's peak RSS, and runs the file in llama.cpp (finite logits). Any failing step stops the script with a non-zero exit.
 """
 
 import argparse
@@ -100,8 +100,17 @@ def main():
                         "--layers", "22", "--ff", "5632", "--heads", "32", "--kv-heads", "4", "--dtype", "bfloat16"],
                        check=True)
         size = sum(os.path.getsize(os.path.join(bigck, f)) for f in os.listdir(bigck))
+        big_gguf = os.path.join(work, "big.gguf")
         big = (size, timed([EDGECONV, "-q", "convert", bigck, "--target", "gguf", "--quant", "Q4_K_M", "-o",
-                            os.path.join(work, "big.gguf")], env=env))
+                            big_gguf], env=env))
+        # The file must also run: llama.cpp's logits for a few tokens, all finite.
+        logits = os.path.join(work, "big-logits.npy")
+        subprocess.run([py, os.path.join(ORACLES, "llama_cpp_run.py"), big_gguf, "logits", "--ids", "1,200,300,400",
+                        "--out", logits], check=True)
+        finite = subprocess.run([py, "-c", "import numpy, sys; a = numpy.load(sys.argv[1]); print(a.shape[0], bool(numpy.isfinite(a).all()))",
+                                 logits], check=True, capture_output=True, text=True).stdout.split()
+        if finite[1] != "True":
+            fail("llama.cpp's logits for the 1.1B file are not finite")
     lines = [
         "# GGUF quantization: edgeconv beside llama.cpp's quantizer",
         "",
@@ -126,7 +135,8 @@ def main():
     if big:
         size, (t, m) = big
         lines += ["", f"1.1B-parameter bf16 checkpoint ({size / 1e9:.2f} GB) -> Q4_K_M: {t:.1f} s, peak RSS {m:.0f} MB "
-                  "(the resident pages of the memory-mapped source count in RSS)."]
+                  "(the resident pages of the memory-mapped source count in RSS); llama.cpp loads the file and "
+                  "its logits for 4 tokens are finite."]
     open(args.out, "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
 
