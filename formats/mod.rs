@@ -1,5 +1,6 @@
 //! Importers (ONNX, safetensors) and target writers.
 
+pub mod coreml;
 pub mod coverage;
 pub mod gguf;
 pub mod onnx;

@@ -126,6 +126,104 @@ impl Drop for AtomicFile {
     }
 }
 
+/// A folder being written under a temporary name beside its destination
+/// (`.NAME.PID-N.partial`), moved into place on commit and removed when
+/// dropped uncommitted. A folder cannot be renamed over a non-empty one, so
+/// commit first moves an existing destination aside and deletes it after: at
+/// no moment does the destination hold a partly written folder.
+pub struct AtomicDir {
+    destination: PathBuf,
+    temp: PathBuf,
+    committed: bool,
+}
+
+impl AtomicDir {
+    pub fn create(destination: &Path) -> io::Result<AtomicDir> {
+        let temp = temp_sibling(destination, "partial")?;
+        std::fs::create_dir(&temp)?;
+        Ok(AtomicDir {
+            destination: destination.to_path_buf(),
+            temp,
+            committed: false,
+        })
+    }
+
+    /// Where the folder's contents are written until commit.
+    pub fn path(&self) -> &Path {
+        &self.temp
+    }
+
+    pub fn commit(mut self) -> io::Result<()> {
+        sync_tree(&self.temp)?;
+        let aside = if self.destination.exists() {
+            let aside = temp_sibling(&self.destination, "old")?;
+            std::fs::rename(&self.destination, &aside)?;
+            Some(aside)
+        } else {
+            None
+        };
+        if let Err(e) = std::fs::rename(&self.temp, &self.destination) {
+            if let Some(aside) = &aside {
+                let _ = std::fs::rename(aside, &self.destination);
+            }
+            return Err(e);
+        }
+        self.committed = true;
+        sync_parent(&self.destination);
+        if let Some(aside) = aside {
+            remove_any(&aside)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AtomicDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.temp);
+        }
+    }
+}
+
+fn temp_sibling(destination: &Path, suffix: &str) -> io::Result<PathBuf> {
+    let name = destination.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the output path does not name a file",
+        )
+    })?;
+    let n = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
+    Ok(destination.with_file_name(format!(
+        ".{}.{}-{n}.{suffix}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
+}
+
+fn remove_any(path: &Path) -> io::Result<()> {
+    if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+}
+
+/// fsyncs every file and folder under `dir`, and `dir` itself.
+fn sync_tree(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            sync_tree(&path)?;
+        } else {
+            File::open(&path)?.sync_all()?;
+        }
+    }
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +270,29 @@ mod tests {
     fn a_missing_folder_fails_before_writing() {
         let dir = tempfile::tempdir().unwrap();
         assert!(AtomicFile::create(&dir.path().join("no/such/out.bin")).is_err());
+    }
+
+    #[test]
+    fn a_folder_appears_whole_replacing_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("m.mlpackage");
+        std::fs::create_dir_all(dest.join("Data")).unwrap();
+        std::fs::write(dest.join("Data/old"), b"old").unwrap();
+        let folder = AtomicDir::create(&dest).unwrap();
+        std::fs::write(folder.path().join("new"), b"new").unwrap();
+        assert!(dest.join("Data/old").exists(), "not visible before commit");
+        folder.commit().unwrap();
+        assert_eq!(entries(&dest), ["new"]);
+        assert_eq!(entries(dir.path()), ["m.mlpackage"]);
+    }
+
+    #[test]
+    fn dropping_a_folder_without_commit_removes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let folder = AtomicDir::create(&dir.path().join("m.mlpackage")).unwrap();
+            std::fs::write(folder.path().join("partial"), b"x").unwrap();
+        }
+        assert!(entries(dir.path()).is_empty());
     }
 }

@@ -1,0 +1,5 @@
+//! The Core ML target: `.mlpackage` ML Programs.
+
+pub mod blob;
+pub mod package;
+pub mod proto;
